@@ -1,0 +1,92 @@
+"""One ClickHouse client for both DSN kinds: ``chdb:///abs/path`` (in-process engine) and ``http(s)://``.
+
+chdb calls are synchronous and chdb allows one engine per process, so every call goes through one client
+guarded by a lock; async callers use the ``a*`` methods, which run the call in a thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from stream.config import mask_dsn
+from stream.errors import UserError
+
+
+def _chdb_path(dsn: str) -> Path:
+    path = urlsplit(dsn).path
+    if not path.startswith("/"):
+        raise UserError(f"ClickHouse DSN {dsn!r} needs an absolute path: use chdb:///abs/path")
+    return Path(path)
+
+
+class ClickHouse:
+    """A thread-safe facade over a clickhouse-connect client."""
+
+    def __init__(self, dsn: str, database: str = "driftwarden", connect_timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.database = urlsplit(dsn).path.strip("/") if dsn.startswith("http") and urlsplit(dsn).path.strip("/") \
+            else database
+        self._lock = threading.Lock()
+        self.client = self._connect(dsn, connect_timeout)
+        self.embedded = dsn.startswith("chdb:")
+
+    @staticmethod
+    def _connect(dsn: str, connect_timeout: float) -> Client:
+        scheme = urlsplit(dsn).scheme
+        shown = mask_dsn(dsn)
+        if scheme == "chdb":
+            path = _chdb_path(dsn)
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            except Exception as exc:  # chdb raises plain RuntimeErrors, e.g. when another process holds the dir
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(
+                    f"cannot open the embedded ClickHouse at {path} ({first[:200]}): is another driftwarden "
+                    "using this data directory? Stop it or set DRIFTWARDEN_DATA_DIR"
+                ) from exc
+        if scheme not in ("http", "https"):
+            raise UserError(
+                f"unsupported ClickHouse DSN {shown!r}: use chdb:///abs/path or http://user:pass@host:8123/db"
+            )
+        parts = urlsplit(dsn)
+        try:
+            return clickhouse_connect.get_client(
+                host=parts.hostname or "localhost", port=parts.port or 8123, username=parts.username or "default",
+                password=parts.password or "", secure=scheme == "https",
+                connect_timeout=connect_timeout, send_receive_timeout=60,
+            )
+        except Exception as exc:
+            raise UserError(f"cannot reach ClickHouse at {shown}: {str(exc).splitlines()[0][:200]}") from exc
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self.client.command(sql, parameters=parameters)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with self._lock:
+            result = self.client.query(sql, parameters=parameters)
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str],
+               settings: dict[str, Any] | None = None) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self.client.insert(table, list(rows), column_names=list(column_names), database=self.database,
+                               settings=settings)
+
+    async def aquery_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return await asyncio.to_thread(self.query_rows, sql)
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()

@@ -1,0 +1,93 @@
+"""Settings: one pydantic-settings class, every variable prefixed ``DRIFTWARDEN_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Effective configuration of a Driftwarden worker; every default works on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTWARDEN_", extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; unset starts the embedded tansu broker"
+    )
+    broker_host: str = Field("127.0.0.1", description="embedded broker bind address")
+    broker_port: int = Field(0, ge=0, le=65535, description="embedded broker port; 0 picks a free port")
+    topic_partitions: int = Field(4, ge=1, description="partitions of topics that Driftwarden creates")
+    topic_predictions: str = "predictions"
+    topic_ground_truth: str = "ground_truth"
+    topic_alerts: str = "alerts"
+    topic_dead_letters: str = "dead_letters"
+    topic_models: str = "models"
+    topic_outcomes: str = Field("driftwarden-outcomes", description="internal: outcomes re-keyed by model")
+    app_id: str = Field("driftwarden", description="Kafka consumer group and Faust application id")
+
+    data_dir: Path = Field(Path(".driftwarden"), description="local state: chdb data, Faust tables, lock")
+    clickhouse_dsn: str | None = Field(
+        None, description="chdb:///abs/path (embedded) or http://user:pass@host:8123/db; unset = chdb in data_dir"
+    )
+    clickhouse_database: str = "driftwarden"
+    outcomes_ttl_days: int = Field(90, ge=1, description="TTL of joined outcome rows in ClickHouse")
+
+    window_seconds: int = Field(300, ge=1, description="default tumbling window size")
+    max_label_delay_seconds: int = Field(7 * 24 * 3600, ge=1, description="how long either side waits")
+    allowed_lateness_seconds: int = Field(60, ge=0, description="watermark = max event time - lateness")
+    idle_close_seconds: float = Field(5.0, gt=0, description="flush windows on a timer when the stream idles")
+    duplicate_label_policy: Literal["first", "latest"] = "first"
+    unregistered_model: Literal["reject", "auto_register"] = Field(
+        "auto_register", description="what to do with events of a model nobody registered"
+    )
+
+    web_host: str = Field("127.0.0.1", description="HTTP endpoint bind address")
+    web_port: int = Field(6066, ge=0, le=65535, description="HTTP endpoint port (/healthz /readyz /metrics /sql)")
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    sink_flush_seconds: float = Field(1.0, gt=0, description="at most about one insert per table this often")
+    sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as a dict with passwords in DSNs replaced by ``***``."""
+        out = self.model_dump(mode="json")
+        out["clickhouse_dsn"] = mask_dsn(self.dsn)
+        out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
+        return out
+
+
+def mask_dsn(dsn: str) -> str:
+    """Hide the password of a URL-style DSN.
+
+    >>> mask_dsn("http://bob:secret@db:8123/x")
+    'http://bob:***@db:8123/x'
+    >>> mask_dsn("chdb:///tmp/ch")
+    'chdb:///tmp/ch'
+    """
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

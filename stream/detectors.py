@@ -1,0 +1,371 @@
+"""Online drift detectors (River ADWIN and Page-Hinkley) over standardised signals, with checkpoints.
+
+Both detectors see the standardised value ``z = (x - mean) / std``, clipped to ``±clip``. Mean and std
+are a fixed reference when given; otherwise the first ``warmup`` values only teach the standardiser
+(Welford) and, by default, its statistics are then frozen (``freeze_standardiser=False``: running
+statistics of the values before ``x``).
+Standardising makes a threshold (Page-Hinkley) or a significance (ADWIN, whose bound has a term in absolute
+units) mean the same for every signal. Defaults were chosen by ``benchmarks/detector_calibration.py``
+(see ``benchmarks/results/detector_calibration.md``): at most one false alarm per million stationary
+events, smallest delay among settings that meet that.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from river import drift
+
+__all__ = ["Detection", "DetectorParams", "MonitorBank", "SignalMonitor", "Standardiser"]
+
+_CHECKPOINT_VERSION = 1
+
+SignalKey = tuple[str, str, str]
+
+
+class Standardiser:
+    """Standardise a stream with running (Welford) or fixed reference mean and standard deviation.
+
+    Without a reference, the first ``warmup`` values only learn (Welford) and produce no output. After
+    that each value is standardised with the statistics of the values before it (sample std, ``ddof=1``)
+    or, if ``freeze`` (the default), with those of the warm-up values only: running statistics absorb a
+    real change and turn it into a slow trend of ``z`` that detectors alarm on again and again.
+
+    Parameters
+    ----------
+    warmup
+        Number of leading values that only learn (ignored when a reference is given); at least 2.
+    mean, std
+        Fixed reference; when both are given the statistics never change.
+    clip
+        Standardised values are clipped to ``[-clip, clip]``.
+    min_std
+        Floor of the std (a constant signal gives ``z = 0`` for equal values, ``±clip`` otherwise).
+    freeze
+        Stop learning after the warm-up.
+
+    Examples
+    --------
+    >>> s = Standardiser(warmup=2, freeze=False)
+    >>> s.transform(np.array([1.0, 3.0, 2.0, 5.0])).tolist()
+    [0.0, 3.0]
+    """
+
+    def __init__(
+        self,
+        warmup: int = 500,
+        mean: float | None = None,
+        std: float | None = None,
+        clip: float = 10.0,
+        min_std: float = 1e-12,
+        freeze: bool = True,
+    ) -> None:
+        if (mean is None) != (std is None):
+            raise ValueError("give both a reference mean and std, or neither")
+        if std is not None and not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"reference std must be finite and > 0, got {std}")
+        if mean is None and warmup < 2:
+            raise ValueError(f"warmup must be >= 2 without a reference, got {warmup}")
+        self.fixed = mean is not None
+        self.warmup = 0 if self.fixed else int(warmup)
+        self.clip = float(clip)
+        self.min_std = float(min_std)
+        self.freeze = freeze
+        self.n = 0
+        self.mean = float(mean) if mean is not None else 0.0
+        self._m2 = 0.0
+        self._std = float(std) if std is not None else 0.0
+        self.std_at_warmup = 0.0
+
+    @property
+    def std(self) -> float:
+        """Current standard deviation (reference, or sample std of the values seen; 0 if fewer than 2)."""
+        if self.fixed:
+            return self._std
+        if self.freeze and self.n >= self.warmup:
+            return self.std_at_warmup
+        return math.sqrt(self._m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Standardise finite values ``x`` in order, learn from them, return ``z`` for the non-warm-up ones.
+
+        The output has ``len(x) - skipped`` values, where the first ``skipped = max(0, warmup - n)``
+        inputs (``n`` counted before the call) fed the warm-up.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        k = x.size
+        if k == 0:
+            return np.empty(0)
+        if self.fixed:
+            self.n += k
+            z = (x - self.mean) / self._std
+        elif self.freeze:
+            skip = min(k, max(0, self.warmup - self.n))
+            if skip:
+                self._learn(x[:skip])
+            self.n += k - skip
+            z = (x[skip:] - self.mean) / max(self.std_at_warmup, self.min_std)
+        else:
+            n0, m0, m2_0 = self.n, self.mean, self._m2
+            d = x - m0
+            c1 = np.cumsum(d)
+            c2 = np.cumsum(d * d)
+            skip = min(k, max(0, self.warmup - n0))
+            # statistics of the values before element i (i >= skip >= 2 - n0 guarantees >= 2 values)
+            n_before = n0 + np.arange(skip, k, dtype=np.float64)
+            s1 = np.concatenate(([0.0], c1[:-1]))[skip:]
+            s2 = m2_0 + np.concatenate(([0.0], c2[:-1]))[skip:]
+            mean_b = m0 + s1 / np.maximum(n_before, 1.0)
+            m2_b = np.maximum(s2 - s1 * s1 / np.maximum(n_before, 1.0), 0.0)
+            std_b = np.sqrt(m2_b / np.maximum(n_before - 1.0, 1.0))
+            z = (x[skip:] - mean_b) / np.maximum(std_b, self.min_std)
+            self._fold(float(c1[-1]), float(c2[-1]), k)
+        return np.clip(z, -self.clip, self.clip)
+
+    def _learn(self, x: np.ndarray) -> None:
+        d = x - self.mean
+        self._fold(float(d.sum()), float((d * d).sum()), x.size)
+        if self.n >= self.warmup:
+            self.std_at_warmup = math.sqrt(self._m2 / (self.n - 1))
+
+    def _fold(self, s1: float, s2: float, k: int) -> None:
+        # s1, s2: sum and sum of squares of the new values minus the old mean
+        n = self.n + k
+        self.n = n
+        self.mean = self.mean + s1 / n
+        self._m2 = max(self._m2 + s2 - s1 * s1 / n, 0.0)
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Parameters of the detectors of one signal (River names; see ``river.drift.ADWIN``/``PageHinkley``)."""
+
+    adwin_delta: float = 0.0002
+    adwin_clock: int = 32
+    adwin_min_window_length: int = 5
+    adwin_grace_period: int = 10
+    ph_threshold: float = 500.0
+    ph_delta: float = 0.005
+    ph_min_instances: int = 30
+    ph_alpha: float = 1 - 0.0001
+    warmup: int = 1000
+    freeze_standardiser: bool = True
+    clip: float = 10.0
+    use_adwin: bool = True
+    use_page_hinkley: bool = True
+
+    def adwin_params(self) -> dict[str, Any]:
+        """ADWIN's constructor arguments."""
+        return {
+            "delta": self.adwin_delta,
+            "clock": self.adwin_clock,
+            "min_window_length": self.adwin_min_window_length,
+            "grace_period": self.adwin_grace_period,
+        }
+
+    def ph_params(self) -> dict[str, Any]:
+        """PageHinkley's constructor arguments (two-sided)."""
+        return {
+            "threshold": self.ph_threshold,
+            "delta": self.ph_delta,
+            "min_instances": self.ph_min_instances,
+            "alpha": self.ph_alpha,
+            "mode": "both",
+        }
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One drift detection.
+
+    ``position`` is the 0-based index of the triggering value among the finite values this monitor has
+    seen (warm-up included); ``source_position`` and ``event_time_ms`` are the caller's position and
+    event time of that value. ``estimate_before``/``estimate_after`` are in standardised units (add
+    ``scale_mean`` + ``scale_std`` * estimate to get signal units approximately): for ADWIN its window mean
+    before the triggering value and its shrunk window mean right after detection; for Page-Hinkley its
+    running mean since its last reset, without and with the triggering value.
+    """
+
+    detector: str
+    model_id: str
+    version: str
+    signal: str
+    position: int
+    source_position: int
+    event_time_ms: int
+    estimate_before: float
+    estimate_after: float
+    scale_mean: float
+    scale_std: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class SignalMonitor:
+    """ADWIN and two-sided Page-Hinkley over one standardised signal, with counters that survive resets.
+
+    Non-finite values (NaN, ±inf) are skipped and counted in ``n_skipped``; they do not advance positions.
+    """
+
+    def __init__(
+        self,
+        model_id: str = "",
+        version: str = "",
+        signal: str = "",
+        params: DetectorParams | None = None,
+        reference_mean: float | None = None,
+        reference_std: float | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.version = version
+        self.signal = signal
+        self.params = params or DetectorParams()
+        p = self.params
+        self.standardiser = Standardiser(
+            p.warmup, reference_mean, reference_std, clip=p.clip, freeze=p.freeze_standardiser
+        )
+        self.adwin: drift.ADWIN | None = drift.ADWIN(**p.adwin_params()) if p.use_adwin else None
+        self.page_hinkley: drift.PageHinkley | None = (
+            drift.PageHinkley(**p.ph_params()) if p.use_page_hinkley else None
+        )
+        self.n_seen = 0
+        self.n_skipped = 0
+        self.n_detections: dict[str, int] = {"adwin": 0, "page_hinkley": 0}
+        # sum and count of the values each detector got since its last reset (for the estimates)
+        self._since_reset: dict[str, list[float]] = {"adwin": [0.0, 0.0], "page_hinkley": [0.0, 0.0]}
+
+    def update(
+        self, values: np.ndarray, positions: np.ndarray, event_times_ms: np.ndarray
+    ) -> list[Detection]:
+        """Feed a batch in order; return its detections (ADWIN before Page-Hinkley at equal positions)."""
+        x = np.asarray(values, dtype=np.float64)
+        pos = np.asarray(positions)
+        ts = np.asarray(event_times_ms)
+        if not (x.shape == pos.shape == ts.shape) or x.ndim != 1:
+            raise ValueError(
+                f"values, positions, event_times_ms must be 1-D and equal length, got "
+                f"{x.shape}, {pos.shape}, {ts.shape}"
+            )
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.n_skipped += int(x.size - finite.sum())
+            x, pos, ts = x[finite], pos[finite], ts[finite]
+        first = self.n_seen
+        z = self.standardiser.transform(x)
+        self.n_seen += x.size
+        offset = x.size - z.size  # values of this batch consumed by the warm-up
+        if z.size == 0:
+            return []
+        zl = z.tolist()
+        adw, ph = self.adwin, self.page_hinkley
+        hits_a: list[tuple[int, float]] = []
+        hits_p: list[int] = []
+        if adw is not None and ph is not None:
+            a_upd, p_upd = adw.update, ph.update
+            for i, v in enumerate(zl):
+                a_upd(v)
+                if adw.drift_detected:
+                    hits_a.append((i, adw.estimation))
+                p_upd(v)
+                if ph.drift_detected:
+                    hits_p.append(i)
+        elif adw is not None:
+            a_upd = adw.update
+            for i, v in enumerate(zl):
+                a_upd(v)
+                if adw.drift_detected:
+                    hits_a.append((i, adw.estimation))
+        elif ph is not None:
+            p_upd = ph.update
+            for i, v in enumerate(zl):
+                p_upd(v)
+                if ph.drift_detected:
+                    hits_p.append(i)
+        if adw is None and ph is None:
+            return []
+        csum = np.concatenate(([0.0], np.cumsum(z)))
+        out: list[Detection] = []
+        for name, hits in (("adwin", [h[0] for h in hits_a]), ("page_hinkley", hits_p)):
+            if (name == "adwin" and adw is None) or (name == "page_hinkley" and ph is None):
+                continue
+            acc = self._since_reset[name]
+            base_sum, base_n, start = acc[0], acc[1], 0
+            for j, i in enumerate(hits):
+                s_before = base_sum + csum[i] - csum[start]
+                n_before = base_n + i - start
+                before = s_before / n_before if n_before else 0.0
+                after = hits_a[j][1] if name == "adwin" else (s_before + zl[i]) / (n_before + 1)
+                out.append(self._detection(name, first + offset + i, pos, ts, offset + i, before, after))
+                base_sum, base_n, start = 0.0, 0.0, i + 1
+            acc[0] = base_sum + csum[-1] - csum[start]
+            acc[1] = base_n + z.size - start
+            self.n_detections[name] += len(hits)
+        out.sort(key=lambda d: (d.position, d.detector))
+        return out
+
+    def _detection(
+        self, name: str, position: int, pos: np.ndarray, ts: np.ndarray, k: int, before: float, after: float
+    ) -> Detection:
+        p = self.params.adwin_params() if name == "adwin" else self.params.ph_params()
+        return Detection(
+            detector=name,
+            model_id=self.model_id,
+            version=self.version,
+            signal=self.signal,
+            position=position,
+            source_position=int(pos[k]),
+            event_time_ms=int(ts[k]),
+            estimate_before=float(before),
+            estimate_after=float(after),
+            scale_mean=self.standardiser.mean,
+            scale_std=self.standardiser.std,
+            params=p,
+        )
+
+    def to_bytes(self, offsets: dict[str, int]) -> bytes:
+        """Checkpoint the monitor (River detectors, standardiser, counters) and the caller's offsets."""
+        state = {"version": _CHECKPOINT_VERSION, "monitor": self, "offsets": dict(offsets)}
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> tuple[SignalMonitor, dict[str, int]]:
+        """Restore a monitor and the offsets saved by :meth:`to_bytes` (trusted data only: it is a pickle)."""
+        state = pickle.loads(data)
+        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
+            raise ValueError("not a detector checkpoint of this version; start the monitor afresh")
+        monitor = state["monitor"]
+        if not isinstance(monitor, cls):
+            raise ValueError("checkpoint does not hold a SignalMonitor")
+        return monitor, dict(state["offsets"])
+
+
+class MonitorBank:
+    """Signal monitors keyed by ``(model_id, version, signal)``, created lazily with shared parameters."""
+
+    def __init__(self, params: DetectorParams | None = None) -> None:
+        self.params = params or DetectorParams()
+        self.monitors: dict[SignalKey, SignalMonitor] = {}
+
+    def get(self, key: SignalKey) -> SignalMonitor:
+        """The monitor of ``key``, created with the bank's parameters if new."""
+        m = self.monitors.get(key)
+        if m is None:
+            m = SignalMonitor(*key, params=self.params)
+            self.monitors[key] = m
+        return m
+
+    def update_many(
+        self, signal_key: SignalKey, values: np.ndarray, positions: np.ndarray, times: np.ndarray
+    ) -> list[Detection]:
+        """Feed a batch of one signal to its monitor; return the detections."""
+        return self.get(signal_key).update(values, positions, times)
+
+    def __len__(self) -> int:
+        return len(self.monitors)
+
+    def params_dict(self) -> dict[str, Any]:
+        """The bank's parameters as a plain dict."""
+        return asdict(self.params)

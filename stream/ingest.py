@@ -1,0 +1,203 @@
+"""The ingest stage, pure: raw Kafka records in, dead letters and per-model batches of joined outcomes out.
+
+One batch record per model and ingest batch crosses the internal topic (keyed by model id), not one message
+per event, which keeps Faust's per-message cost off the hot path. Each item carries the topic and offset of
+the record that produced it, so the aggregator can drop items it has already applied when a batch is replayed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.contracts import (
+    DeadLetter,
+    GroundTruthEvent,
+    Limits,
+    PredictionEvent,
+    dead_letter,
+    decode_ground_truth,
+    decode_predictions,
+    to_epoch_ms,
+)
+from stream.join import JoinResult, JoinState
+from stream.registry import RegisteredModel, Registry, infer_spec
+
+PREDICTIONS, GROUND_TRUTH = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def _segment_text(segment: dict[str, str]) -> str:
+    return orjson.dumps(segment, option=orjson.OPT_SORT_KEYS).decode() if segment else ""
+
+
+@dataclass
+class IngestResult:
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    batches: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    registered: list[RegisteredModel] = field(default_factory=list)
+    processed: int = 0
+    retractions: int = 0
+
+    def batch(self, model_id: str, partition: int) -> dict[str, Any]:
+        """The internal record of one model and input partition (replay filtering is per partition)."""
+        found = self.batches.get((model_id, partition))
+        if found is None:
+            found = self.batches[(model_id, partition)] = _new_batch(model_id, partition)
+        return found
+
+
+def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
+    return {
+        "model_id": model_id, "partition": partition,
+        "preds": {"off": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
+                 "score": [], "biz": []},
+    }
+
+
+class Ingest:
+    """Validates, registers and joins; one `JoinState` per input partition."""
+
+    def __init__(self, registry: Registry, limits: Limits, topic_predictions: str, topic_ground_truth: str,
+                 max_delay_ms: int, duplicate_policy: str = "first", auto_register: bool = True) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.topic_predictions = topic_predictions
+        self.topic_ground_truth = topic_ground_truth
+        self.max_delay_ms = max_delay_ms
+        self.duplicate_policy = duplicate_policy
+        self.auto_register = auto_register
+        self.joins: dict[int, JoinState] = {}
+
+    def join_for(self, partition: int) -> JoinState:
+        state = self.joins.get(partition)
+        if state is None:
+            state = self.joins[partition] = JoinState(self.max_delay_ms, self.duplicate_policy)  # type: ignore[arg-type]
+        return state
+
+    def process(self, records: Sequence[RawRecord]) -> IngestResult:
+        result = IngestResult()
+        by_source: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
+        for record in records:
+            by_source[(record.topic, record.partition)].append(record)
+        for (topic, partition), items in by_source.items():
+            if topic == self.topic_predictions:
+                self._predictions(partition, items, result)
+            elif topic == self.topic_ground_truth:
+                self._labels(partition, items, result)
+        result.processed = len(records)
+        return result
+
+    def _reject(self, result: IngestResult, record: RawRecord, reason: str, error: str) -> None:
+        result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
+                                               record.value, reason, error, self.limits))  # type: ignore[arg-type]
+
+    def _predictions(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
+        events, rejections = decode_predictions([r.value for r in records], self.limits)
+        rejected = {r.index for r in rejections}
+        for r in rejections:
+            self._reject(result, records[r.index], r.reason, r.error)
+        accepted: list[tuple[RawRecord, PredictionEvent]] = []
+        good = iter(events)
+        for i, record in enumerate(records):
+            if i in rejected:
+                continue
+            event = next(good)
+            if event.model_id not in self.registry:
+                if not self.auto_register:
+                    self._reject(result, record, "unregistered_model",
+                                 f"model {event.model_id!r} is not registered: run `driftwarden models register`")
+                    continue
+                model = RegisteredModel(spec=infer_spec(event), source="auto")
+                self.registry.put(model)
+                result.registered.append(model)
+            accepted.append((record, event))
+        if not accepted:
+            return
+        join = self.join_for(partition)
+        keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e in accepted]
+        ts = [to_epoch_ms(e.timestamp) for _, e in accepted]
+        preds = [_label_text(e.prediction) for _, e in accepted]
+        scores = [float("nan") if e.score is None else e.score for _, e in accepted]
+        joined = join.add_predictions([e.prediction_id for _, e in accepted], keys, ts, preds, scores)
+        duplicates = set(joined.rejected.tolist())
+        for i, (record, event) in enumerate(accepted):
+            if i in duplicates:
+                self._reject(result, record, "duplicate_prediction_id",
+                             f"prediction_id {event.prediction_id!r} was already received: ids must be unique")
+                continue
+            batch = result.batch(event.model_id, partition)
+            p = batch["preds"]
+            p["off"].append(record.offset)
+            p["ver"].append(event.model_version)
+            p["seg"].append(event.segment)
+            p["ts"].append(ts[i])
+            p["pred"].append(preds[i])
+            p["score"].append(scores[i])
+            p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
+            p["feat"].append(event.features)
+        self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
+                         offsets=[r.offset for r, _ in accepted])
+
+    def _labels(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
+        events, rejections = decode_ground_truth([r.value for r in records], self.limits)
+        rejected = {r.index for r in rejections}
+        for r in rejections:
+            self._reject(result, records[r.index], r.reason, r.error)
+        accepted: list[tuple[RawRecord, GroundTruthEvent]] = []
+        good = iter(events)
+        for i, record in enumerate(records):
+            if i not in rejected:
+                accepted.append((record, next(good)))
+        if not accepted:
+            return
+        join = self.join_for(partition)
+        joined = join.add_labels(
+            [e.prediction_id for _, e in accepted], [_label_text(e.label) for _, e in accepted],
+            [to_epoch_ms(e.timestamp) for _, e in accepted], [e.business for _, e in accepted],
+        )
+        self._emit_pairs(joined, join, partition, result, source=GROUND_TRUTH,
+                         offsets=[r.offset for r, _ in accepted])
+
+    def _emit_pairs(self, pairs: JoinResult, join: JoinState, partition: int, result: IngestResult, source: int,
+                    offsets: list[int]) -> None:
+        for i in range(len(pairs)):
+            if pairs.sign[i] < 0:  # retraction under the "latest" policy; windows cannot subtract yet
+                result.retractions += 1
+                continue
+            model_id, version, segment = join.lookup(int(pairs.model_key[i]))
+            batch = result.batch(model_id, partition)
+            o = batch["outs"]
+            o["src"].append(source)
+            o["off"].append(offsets[int(pairs.index[i])])
+            o["pid"].append(pairs.ids[i])
+            o["ver"].append(version)
+            o["seg"].append(orjson.loads(segment) if segment else {})
+            o["ts"].append(int(pairs.ts_ms[i]))
+            o["lts"].append(int(pairs.label_ts_ms[i]))
+            o["label"].append(pairs.label[i])
+            o["pred"].append(pairs.prediction[i])
+            o["score"].append(float(pairs.score[i]))
+            o["biz"].append(dict(pairs.business[i]))
+
+
+def _label_text(value: str | float | int | bool) -> str | float:
+    """Classification labels compare as strings (``True`` -> ``"true"``); numbers stay numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return float(value)
+    return value

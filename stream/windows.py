@@ -1,0 +1,139 @@
+"""Tumbling event-time windows per model, version and segment, each holding a `WindowAccumulator`.
+
+A prediction counts in the window of its own timestamp, and so does its outcome when the label arrives later:
+late labels revise old windows. A window is *closed* once the model's watermark (max event time seen minus
+the allowed lateness, or wall-clock time when the stream idles) passes its end; it is still kept, and revised
+by late labels, until the maximum label delay has passed too, then evicted. Every change marks the window
+dirty; the sink rewrites dirty windows (ReplacingMergeTree: the newest row wins).
+Segment ``""`` is the whole model; each declared segment field adds rows ``field=value``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.contracts import ModelSpec
+from stream.metrics import WindowAccumulator
+
+WindowKey = tuple[str, str, str, int]  # model_id, model_version, segment, window_start_ms
+
+
+def segment_keys(segment: Mapping[str, str], fields: Sequence[str]) -> list[str]:
+    """The segment rows an event counts in: always ``""`` (all), plus one per declared field it carries.
+
+    >>> segment_keys({"region": "eu", "tier": "gold"}, ["region"])
+    ['', 'region=eu']
+    """
+    return [""] + [f"{name}={segment[name]}" for name in fields if name in segment]
+
+
+@dataclass
+class ModelClock:
+    max_event_ms: int = 0
+    watermark_ms: int = 0
+
+
+@dataclass
+class WindowStore:
+    """All open windows of the models one aggregator partition owns."""
+
+    spec_for: Callable[[str], ModelSpec]
+    windows: dict[WindowKey, WindowAccumulator] = field(default_factory=dict)
+    dirty: set[WindowKey] = field(default_factory=set)
+    closed: set[WindowKey] = field(default_factory=set)
+    clocks: dict[str, ModelClock] = field(default_factory=lambda: defaultdict(ModelClock))
+
+    def _size_ms(self, spec: ModelSpec) -> int:
+        return spec.monitor.window_seconds * 1000
+
+    def _groups(
+        self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]], ts_ms: np.ndarray
+    ) -> dict[WindowKey, list[int]]:
+        spec = self.spec_for(model_id)
+        size = self._size_ms(spec)
+        starts = ts_ms - np.mod(ts_ms, size)
+        groups: dict[WindowKey, list[int]] = defaultdict(list)
+        fields = spec.segment_fields
+        for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
+            for seg in segment_keys(segment, fields):
+                groups[(model_id, version, seg, int(start))].append(i)
+        return groups
+
+    def _window(self, key: WindowKey) -> WindowAccumulator:
+        acc = self.windows.get(key)
+        if acc is None:
+            spec = self.spec_for(key[0])
+            acc = WindowAccumulator(spec.task, spec.positive_class, spec.business_values)
+            self.windows[key] = acc
+        return acc
+
+    def add_predictions(
+        self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
+        ts_ms: np.ndarray,
+        predictions: np.ndarray, scores: np.ndarray, latency_ms: np.ndarray,
+    ) -> None:
+        for key, idx in self._groups(model_id, versions, segments, ts_ms).items():
+            sel = np.asarray(idx)
+            self._window(key).add_predictions(predictions[sel], scores[sel], latency_ms[sel])
+            self.dirty.add(key)
+        self._observe(model_id, int(ts_ms.max()) if ts_ms.size else 0)
+
+    def add_outcomes(
+        self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
+        ts_ms: np.ndarray,
+        y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray, business: Mapping[str, np.ndarray],
+    ) -> None:
+        for key, idx in self._groups(model_id, versions, segments, ts_ms).items():
+            sel = np.asarray(idx)
+            self._window(key).add_outcomes(y_true[sel], y_pred[sel], scores[sel],
+                                           {k: v[sel] for k, v in business.items()})
+            self.dirty.add(key)
+
+    def _observe(self, model_id: str, max_ts_ms: int) -> None:
+        clock = self.clocks[model_id]
+        clock.max_event_ms = max(clock.max_event_ms, max_ts_ms)
+        lateness = self.spec_for(model_id).monitor.allowed_lateness_seconds * 1000
+        clock.watermark_ms = max(clock.watermark_ms, clock.max_event_ms - lateness)
+
+    def advance_idle(self, now_ms: int) -> None:
+        """Move every model's watermark to wall-clock time minus lateness (the stream is idle)."""
+        for model_id, clock in self.clocks.items():
+            lateness = self.spec_for(model_id).monitor.allowed_lateness_seconds * 1000
+            clock.watermark_ms = max(clock.watermark_ms, now_ms - lateness)
+
+    def close_due(self) -> list[WindowKey]:
+        """Windows whose end the watermark has passed since the last call (each returned once)."""
+        newly: list[WindowKey] = []
+        for key in self.windows:
+            if key in self.closed:
+                continue
+            spec = self.spec_for(key[0])
+            if key[3] + self._size_ms(spec) <= self.clocks[key[0]].watermark_ms:
+                self.closed.add(key)
+                newly.append(key)
+        return newly
+
+    def evict(self) -> list[WindowKey]:
+        """Drop closed windows older than the maximum label delay; no label can revise them any more."""
+        gone = []
+        for key in list(self.closed):
+            spec = self.spec_for(key[0])
+            end = key[3] + self._size_ms(spec)
+            if end + spec.monitor.max_label_delay_seconds * 1000 <= self.clocks[key[0]].watermark_ms \
+                    and key not in self.dirty:
+                del self.windows[key]
+                self.closed.discard(key)
+                gone.append(key)
+        return gone
+
+    def take_dirty(self) -> list[tuple[WindowKey, int, WindowAccumulator]]:
+        """Windows changed since the last call, with their end (ms); clears the dirty set."""
+        out = []
+        for key in sorted(self.dirty):
+            out.append((key, key[3] + self._size_ms(self.spec_for(key[0])), self.windows[key]))
+        self.dirty.clear()
+        return out

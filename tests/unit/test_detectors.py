@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from river import drift
+
+from stream.detectors import Detection, DetectorParams, MonitorBank, SignalMonitor, Standardiser
+
+
+def shifted_stream(
+    seed: int = 42, n_before: int = 3000, n_after: int = 2000, shift: float = 1.0
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0.0, 1.0, n_before), rng.normal(shift, 1.0, n_after)])
+
+
+def feed(m: SignalMonitor, x: np.ndarray, batch: int = 250, start: int = 0) -> list[Detection]:
+    pos = np.arange(start, start + x.size)
+    out: list[Detection] = []
+    for k in range(0, x.size, batch):
+        out += m.update(x[k : k + batch], pos[k : k + batch] + 10, pos[k : k + batch] * 2)
+    return out
+
+
+def reference_detections(x: np.ndarray, params: DetectorParams) -> list[tuple[str, int]]:
+    """Independent replay: z from numpy statistics of the warm-up, River detectors fed directly."""
+    w = params.warmup
+    mu, sd = x[:w].mean(), x[:w].std(ddof=1)
+    z = np.clip((x[w:] - mu) / sd, -params.clip, params.clip)
+    adw, ph = drift.ADWIN(**params.adwin_params()), drift.PageHinkley(**params.ph_params())
+    out = []
+    for i, v in enumerate(z.tolist()):
+        adw.update(v)
+        if adw.drift_detected:
+            out.append(("adwin", w + i))
+        ph.update(v)
+        if ph.drift_detected:
+            out.append(("page_hinkley", w + i))
+    return out
+
+
+# --- Standardiser -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100, 5000])
+def test_running_standardiser_matches_prefix_statistics(batch: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(50.0, 3.0, 400)
+    s = Standardiser(warmup=5, freeze=False, clip=1e9)
+    z = np.concatenate([s.transform(x[k : k + batch]) for k in range(0, x.size, batch)])
+    expected = [(x[i] - x[:i].mean()) / x[:i].std(ddof=1) for i in range(5, x.size)]
+    np.testing.assert_allclose(z, expected, rtol=1e-9, atol=1e-12)
+    assert s.n == 400
+    assert s.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert s.std == pytest.approx(x.std(ddof=1), rel=1e-10)
+
+
+def test_frozen_standardiser_uses_warmup_statistics_across_batches() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(-2.0, 0.5, 300)
+    s = Standardiser(warmup=100)
+    parts = [s.transform(x[:60]), s.transform(x[60:170]), s.transform(x[170:])]
+    assert [p.size for p in parts] == [0, 70, 130]
+    expected = (x[100:] - x[:100].mean()) / x[:100].std(ddof=1)
+    np.testing.assert_allclose(np.concatenate(parts), expected, rtol=1e-12)
+    assert s.std == pytest.approx(x[:100].std(ddof=1), rel=1e-12)
+
+
+def test_reference_standardiser_has_no_warmup_and_clips() -> None:
+    s = Standardiser(mean=10.0, std=2.0, clip=3.0)
+    assert s.transform(np.array([10.0, 12.0, 4.0, 100.0])).tolist() == [0.0, 1.0, -3.0, 3.0]
+    assert s.transform(np.array([])).size == 0
+
+
+def test_constant_signal_gives_zero_then_clip() -> None:
+    s = Standardiser(warmup=3, clip=10.0)
+    assert s.transform(np.array([5.0, 5.0, 5.0, 5.0, 6.0, 4.0])).tolist() == [0.0, 10.0, -10.0]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"mean": 1.0}, {"mean": 0.0, "std": 0.0}, {"mean": 0.0, "std": float("nan")}, {"warmup": 1}]
+)
+def test_standardiser_rejects_bad_configuration(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        Standardiser(**kwargs)  # type: ignore[arg-type]
+
+
+# --- SignalMonitor ------------------------------------------------------------------------------------------
+
+
+def test_default_detections_are_pinned() -> None:
+    m = SignalMonitor("m", "v", "error")
+    found = [(d.detector, d.position) for d in feed(m, shifted_stream())]
+    assert found == PINNED
+
+
+PINNED = [("adwin", 3047), ("page_hinkley", 3454)]
+
+
+def test_detections_match_river_fed_directly() -> None:
+    x = np.concatenate([shifted_stream(seed=3, shift=0.5), shifted_stream(seed=4, shift=-1.0) + 0.5])
+    params = DetectorParams(ph_threshold=100.0)
+    m = SignalMonitor(params=params)
+    got = [(d.detector, d.position) for d in feed(m, x, batch=333)]
+    want = reference_detections(x, params)
+    assert got == sorted(want, key=lambda t: (t[1], t[0]))
+    assert len(got) >= 3
+    assert m.n_detections == {
+        "adwin": sum(1 for d, _ in want if d == "adwin"),
+        "page_hinkley": sum(1 for d, _ in want if d == "page_hinkley"),
+    }
+    assert m.n_seen == x.size
+
+
+def test_detection_fields_and_estimates() -> None:
+    x = shifted_stream()
+    params = DetectorParams()
+    m = SignalMonitor("m1", "v2", "score", params=params)
+    dets = feed(m, x)
+    w = params.warmup
+    z = (x[w:] - x[:w].mean()) / x[:w].std(ddof=1)
+    adw = next(d for d in dets if d.detector == "adwin")
+    assert (adw.model_id, adw.version, adw.signal) == ("m1", "v2", "score")
+    assert adw.source_position == adw.position + 10
+    assert adw.event_time_ms == adw.position * 2
+    assert adw.params == params.adwin_params()
+    assert adw.scale_mean == pytest.approx(x[:w].mean())
+    assert adw.scale_std == pytest.approx(x[:w].std(ddof=1))
+    # first detection: ADWIN's window before it holds every value fed so far
+    assert adw.estimate_before == pytest.approx(z[: adw.position - w].mean(), rel=1e-9)
+    replay = drift.ADWIN(**params.adwin_params())
+    for v in z[: adw.position - w + 1].tolist():
+        replay.update(v)
+    assert replay.drift_detected
+    assert adw.estimate_after == pytest.approx(replay.estimation, rel=1e-12)
+    ph = next(d for d in dets if d.detector == "page_hinkley")
+    assert ph.estimate_before == pytest.approx(z[: ph.position - w].mean(), rel=1e-9)
+    assert ph.estimate_after == pytest.approx(z[: ph.position - w + 1].mean(), rel=1e-9)
+    assert ph.params["threshold"] == params.ph_threshold and ph.params["mode"] == "both"
+
+
+def test_estimates_after_a_reset_cover_only_values_since_reset() -> None:
+    x = np.concatenate([shifted_stream(seed=5, shift=2.0), np.random.default_rng(6).normal(-1.0, 1.0, 2000)])
+    params = DetectorParams(use_page_hinkley=False)
+    dets = feed(SignalMonitor(params=params), x, batch=97)
+    assert len(dets) >= 2
+    w = params.warmup
+    z = (x[w:] - x[:w].mean()) / x[:w].std(ddof=1)
+    prev, cur = dets[0].position - w, dets[1].position - w
+    assert dets[1].estimate_before == pytest.approx(z[prev + 1 : cur].mean(), rel=1e-9)
+
+
+def test_nan_values_are_skipped_and_do_not_advance_positions() -> None:
+    x = shifted_stream()
+    with_nan = np.insert(x, [10, 2000, 3100], [np.nan, np.inf, np.nan])
+    m_clean, m_nan = SignalMonitor(), SignalMonitor()
+    a = [(d.detector, d.position) for d in feed(m_clean, x)]
+    b = [(d.detector, d.position) for d in feed(m_nan, with_nan)]
+    assert a == b
+    assert m_nan.n_skipped == 3 and m_nan.n_seen == x.size
+
+
+def test_empty_and_warmup_only_batches() -> None:
+    m = SignalMonitor()
+    empty = np.array([], dtype=float)
+    assert m.update(empty, empty.astype(np.int64), empty.astype(np.int64)) == []
+    assert m.update(np.full(10, np.nan), np.arange(10), np.arange(10)) == []
+    assert m.update(np.ones(999), np.arange(999), np.arange(999)) == []
+    assert m.n_seen == 999 and m.n_skipped == 10
+
+
+def test_constant_signal_never_alarms_until_it_changes() -> None:
+    m = SignalMonitor()
+    assert feed(m, np.full(5000, 3.0)) == []
+    dets = feed(m, np.full(500, 4.0), start=5000)
+    assert dets and dets[0].position >= 5000
+
+
+def test_mismatched_lengths_raise() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        SignalMonitor().update(np.zeros(3), np.arange(2), np.arange(3))
+
+
+def test_single_detector_monitors() -> None:
+    x = shifted_stream()
+    only_ph = SignalMonitor(params=DetectorParams(use_adwin=False))
+    only_adwin = SignalMonitor(params=DetectorParams(use_page_hinkley=False))
+    both = [(d.detector, d.position) for d in feed(SignalMonitor(), x)]
+    assert [(d.detector, d.position) for d in feed(only_ph, x)] == [t for t in both if t[0] == "page_hinkley"]
+    assert [(d.detector, d.position) for d in feed(only_adwin, x)] == [t for t in both if t[0] == "adwin"]
+    assert only_ph.adwin is None and only_ph.n_detections["adwin"] == 0
+
+
+def test_batch_partition_does_not_change_detections() -> None:
+    x = np.concatenate([shifted_stream(seed=8, shift=0.5), shifted_stream(seed=9, shift=-0.5)])
+    one = [(d.detector, d.position) for d in feed(SignalMonitor(), x, batch=x.size)]
+    many = [(d.detector, d.position) for d in feed(SignalMonitor(), x, batch=61)]
+    assert one == many and len(one) >= 2
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [500, 3000, 3250, 7000])
+def test_restored_monitor_detects_at_the_same_positions(cut: int) -> None:
+    x = np.concatenate([shifted_stream(seed=10, shift=1.0), shifted_stream(seed=11, shift=-1.0) + 1.0])
+    params = DetectorParams(ph_threshold=100.0)
+    full = SignalMonitor("m", "v", "error", params=params)
+    expected = feed(full, x)
+    first = SignalMonitor("m", "v", "error", params=params)
+    got = feed(first, x[:cut])
+    data = first.to_bytes({"outcomes-0": cut + 41})
+    restored, offsets = SignalMonitor.from_bytes(data)
+    assert offsets == {"outcomes-0": cut + 41}
+    got += feed(restored, x[cut:], start=cut)
+    assert got == expected
+    assert len(expected) >= 3
+    assert restored.n_detections == full.n_detections and restored.n_seen == full.n_seen
+
+
+def test_from_bytes_rejects_foreign_data() -> None:
+    import pickle
+
+    with pytest.raises(ValueError, match="checkpoint"):
+        SignalMonitor.from_bytes(pickle.dumps({"version": 999}))
+    with pytest.raises(ValueError, match="SignalMonitor"):
+        SignalMonitor.from_bytes(pickle.dumps({"version": 1, "monitor": 3, "offsets": {}}))
+
+
+# --- MonitorBank --------------------------------------------------------------------------------------------
+
+
+def test_bank_creates_monitors_lazily_and_routes_batches() -> None:
+    bank = MonitorBank(DetectorParams(ph_threshold=200.0))
+    assert len(bank) == 0
+    x = shifted_stream()
+    pos = np.arange(x.size)
+    dets = bank.update_many(("m", "1", "error"), x, pos, pos)
+    bank.update_many(("m", "1", "feature:age"), x[:100], pos[:100], pos[:100])
+    assert len(bank) == 2
+    assert bank.get(("m", "1", "error")).n_seen == x.size
+    assert bank.get(("m", "1", "feature:age")).n_seen == 100
+    assert {(d.model_id, d.version, d.signal) for d in dets} == {("m", "1", "error")}
+    assert any(d.detector == "page_hinkley" and d.params["threshold"] == 200.0 for d in dets)
+    assert bank.params_dict()["ph_threshold"] == 200.0

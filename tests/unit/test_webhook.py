@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from stream.contracts import AlertEvent
+from stream.webhook import SIGNATURE_HEADER, WebhookSender, WebhookTarget, sign, verify_signature
+
+SECRET = "s3cret"
+
+
+def event(alert_id: str = "a1", severity: str = "warning") -> AlertEvent:
+    return AlertEvent.model_validate(
+        {
+            "alert_id": alert_id,
+            "state": "firing",
+            "severity": severity,
+            "model_id": "credit-risk",
+            "model_version": "3",
+            "rule": "acc",
+            "metric": "accuracy",
+            "observed": 0.71,
+            "threshold": 0.8,
+            "time": datetime(2024, 5, 1, tzinfo=UTC),
+            "message": "accuracy fell",
+            "evidence_sql": "SELECT 1",
+        }
+    )
+
+
+class Receiver:
+    """A local webhook receiver answering with the queued statuses (then 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[tuple[bytes, str | None]] = []
+        self.hang = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((body, request.headers.get(SIGNATURE_HEADER)))
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 0:  # never answer
+            await self.hang.wait()
+        return web.Response(status=status)
+
+
+Serve = Callable[[list[int]], Awaitable[tuple[Receiver, str]]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    runners: list[web.AppRunner] = []
+
+    async def start(statuses: list[int]) -> tuple[Receiver, str]:
+        receiver = Receiver(statuses)
+        app = web.Application()
+        app.router.add_post("/hook", receiver.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return receiver, f"http://{host}:{port}/hook"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+def test_signature_matches_an_independent_hmac() -> None:
+    body = b'{"alert_id":"x"}'
+    expected = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert sign(body, "k") == expected
+    assert verify_signature(body, "k", expected)
+    assert not verify_signature(body + b" ", "k", expected)
+    assert not verify_signature(body, "other", expected)
+    assert not verify_signature(body, "k", None)
+    assert not verify_signature(b"", "k", "")
+
+
+async def test_retries_on_5xx_then_delivers_once_with_a_valid_signature(serve: Serve) -> None:
+    receiver, url = await serve([500, 500, 200])
+    sender = WebhookSender([WebhookTarget(url, "warning", SECRET)], retries=3, backoff=0.001)
+    await sender.start()
+    sender.submit(event())
+    assert await sender.flush(timeout=10)
+    await sender.close()
+    assert sender.counts == {"delivered": 1, "failed": 0, "retries": 2, "dropped": 0}
+    assert len(receiver.requests) == 3
+    body, header = receiver.requests[-1]
+    assert verify_signature(body, SECRET, header)
+    assert json.loads(body)["alert_id"] == "a1"
+
+
+async def test_dead_url_is_counted_as_failed_without_raising(serve: Serve) -> None:
+    receiver, url = await serve([400])
+    sender = WebhookSender(
+        [WebhookTarget(dead_url(), "info"), WebhookTarget(url, "info")], retries=2, backoff=0.001, timeout=2
+    )
+    await sender.start()
+    sender.submit(event())
+    assert await sender.flush(timeout=10)
+    await sender.close()
+    # the dead URL is retried twice; the 400 is not retried
+    assert sender.counts == {"delivered": 0, "failed": 2, "retries": 2, "dropped": 0}
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0][1] is None  # no secret, no signature
+
+
+async def test_timeout_is_retried_then_delivers(serve: Serve) -> None:
+    receiver, url = await serve([0, 200])
+    sender = WebhookSender([WebhookTarget(url)], retries=1, backoff=0.0, timeout=0.2)
+    await sender.start()
+    sender.submit(event())
+    assert await sender.flush(timeout=10)
+    receiver.hang.set()
+    await sender.close()
+    assert sender.counts == {"delivered": 1, "failed": 0, "retries": 1, "dropped": 0}
+
+
+async def test_severity_filter_and_drop_oldest_when_full(serve: Serve) -> None:
+    receiver, url = await serve([])
+    sender = WebhookSender([WebhookTarget(url, "warning", SECRET)], queue_size=2, backoff=0.0)
+    sender.submit(event("info", "info"))  # below min_severity: never queued
+    for name in ("e1", "e2", "e3"):
+        sender.submit(event(name, "critical"))
+    assert sender.counts["dropped"] == 1
+    await sender.start()
+    assert await sender.flush(timeout=10)
+    await sender.close()
+    assert [json.loads(b)["alert_id"] for b, _ in receiver.requests] == ["e2", "e3"]
+    assert sender.counts["delivered"] == 2
+
+
+def test_target_validation() -> None:
+    with pytest.raises(ValueError, match="min_severity"):
+        WebhookTarget("http://x", "loud")
+    with pytest.raises(ValueError, match="must start with"):
+        WebhookTarget("ftp://x")
