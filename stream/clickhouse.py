@@ -17,7 +17,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from stream.config import mask_dsn
-from stream.errors import UserError
+from stream.errors import UserError, quiet_logger
 
 
 def _chdb_path(dsn: str) -> Path:
@@ -59,13 +59,18 @@ class ClickHouse:
             )
         parts = urlsplit(dsn)
         try:
-            return clickhouse_connect.get_client(
-                host=parts.hostname or "localhost", port=parts.port or 8123, username=parts.username or "default",
-                password=parts.password or "", secure=scheme == "https",
-                connect_timeout=connect_timeout, send_receive_timeout=60,
-            )
+            with quiet_logger("clickhouse_connect"):
+                return clickhouse_connect.get_client(
+                    host=parts.hostname or "localhost", port=parts.port or 8123,
+                    username=parts.username or "default", password=parts.password or "",
+                    secure=scheme == "https", connect_timeout=connect_timeout, send_receive_timeout=60,
+                )
         except Exception as exc:
-            raise UserError(f"cannot reach ClickHouse at {shown}: {str(exc).splitlines()[0][:200]}") from exc
+            text = str(exc)
+            reason = "connection refused" if "Connection refused" in text or "NewConnectionError" in text \
+                else text.splitlines()[0][:200] if text else type(exc).__name__
+            raise UserError(f"cannot reach ClickHouse at {shown} ({reason}): check DRIFTWARDEN_CLICKHOUSE_DSN") \
+                from exc
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:

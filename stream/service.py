@@ -23,7 +23,7 @@ from stream.agents import Runtime
 from stream.clickhouse import ClickHouse
 from stream.config import Settings
 from stream.embedded import EmbeddedBroker, port_in_use
-from stream.errors import UserError
+from stream.errors import UserError, quiet_logger
 from stream.migrations import migrate
 from stream.sink import Sink
 from stream.telemetry import Telemetry
@@ -73,7 +73,8 @@ async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.
     """Create the topics Driftwarden uses, if absent; fail with one line when Kafka cannot be reached."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout)
+        with quiet_logger("aiokafka"):  # it logs the connection error itself; ours is the one line shown
+            await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await admin.close()
