@@ -8,10 +8,12 @@ a timer     writes changed windows to ClickHouse (about once a second) and close
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -19,14 +21,22 @@ import faust
 import orjson
 
 from stream.aggregate import WINDOW_METRIC_COLUMNS, Aggregator, class_text, ms_to_dt
+from stream.checkpoint import CheckpointStore
 from stream.clickhouse import ClickHouse
 from stream.config import Settings
-from stream.contracts import DeadLetter, Limits, ModelSpec
+from stream.contracts import AlertEvent, DeadLetter, Limits, ModelSpec
 from stream.ingest import Ingest, RawRecord
+from stream.monitoring_report import (
+    DATA_QUALITY_COLUMNS,
+    DRIFT_EVENT_COLUMNS,
+    FEATURE_DRIFT_COLUMNS,
+    WindowReport,
+)
 from stream.registry import RegisteredModel, Registry, encode, infer_spec, spec_json
 from stream.sink import Sink
 from stream.tansu_compat import faust_overrides
 from stream.telemetry import Telemetry
+from stream.webhook import WebhookSender, WebhookTarget
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,8 @@ DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "key", "raw", "reason", "
 MODEL_COLUMNS = ("model_id", "model_version", "spec", "profile", "registered_at")
 OUTCOME_COLUMNS = ("prediction_id", "model_id", "model_version", "segment", "prediction_time", "label_time",
                    "prediction", "label", "score", "business", "version")
+ALERT_COLUMNS = ("alert_id", "state", "severity", "model_id", "model_version", "segment", "rule", "metric",
+                 "observed", "threshold", "window_start", "window_end", "time", "message", "evidence_sql")
 JOIN_STATS_COLUMNS = ("partition", "metric", "value", "version", "updated_at")
 
 
@@ -52,17 +64,23 @@ def outcome_rows_of(batch: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def model_row(model: RegisteredModel) -> tuple[Any, ...]:
+    profile = orjson.dumps(model.profile).decode() if model.profile else ""
+    return (model.spec.model_id, model.spec.version, spec_json(model), profile, dt.datetime.now(dt.UTC))
+
+
 def segment_text(segment: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
 INGEST_BATCH = 2000
 AGGREGATE_BATCH = 200
+CHECKPOINT_MAX_HELD = 50_000  # records held un-acked before a checkpoint is forced
 
 
 class Runtime:
     """Everything one worker process holds: pure stages, the sink, telemetry, and the Faust app around them."""
 
     def __init__(self, settings: Settings, bootstrap: str, ch: ClickHouse, sink: Sink, telemetry: Telemetry,
-                 embedded_broker: bool) -> None:
+                 tansu: bool) -> None:
         self.settings = settings
         self.ch = ch
         self.sink = sink
@@ -73,12 +91,45 @@ class Runtime:
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
             auto_register=settings.unregistered_model == "auto_register",
         )
-        self.aggregator = Aggregator(self.spec_for)
+        self.aggregators: dict[int, Aggregator] = {}
+        self.checkpoints = CheckpointStore(ch, sink)
+        self.streams: dict[str, faust.StreamT[bytes]] = {}
+        self.locks = {"ingest": asyncio.Lock(), "aggregate": asyncio.Lock()}
+        self.held: dict[str, list[faust.EventT[bytes]]] = {"ingest": [], "aggregate": []}
+        self.touched: dict[str, set[int]] = {"ingest": set(), "aggregate": set()}
+        self.last_checkpoint = {"ingest": time.monotonic(), "aggregate": time.monotonic()}
+        self.restored_ingest: set[int] = set()
+        self.alerts_published: list[AlertEvent] = []
+        self.webhook: WebhookSender | None = None
+        if settings.webhook_url:
+            self.webhook = WebhookSender([WebhookTarget(settings.webhook_url, settings.webhook_min_severity,
+                                                        settings.webhook_secret)])
         self.last_event_monotonic = time.monotonic()
         self.consumed = 0
         self.started = False
+        self.failure = ""
+        self.on_failure: list[Callable[[], None]] = []
         self.on_started: list[Callable[[], Any]] = []
-        self.app = self._build_app(bootstrap, embedded_broker)
+        self.app = self._build_app(bootstrap, tansu)
+
+    @property
+    def aggregated_predictions(self) -> int:
+        return sum(a.predictions for a in self.aggregators.values())
+
+    def load_registry(self) -> int:
+        """Fill the registry from ClickHouse's models table (blocking; at start, before the worker runs)."""
+        _, rows = self.ch.query_rows(f"SELECT spec, profile FROM {self.ch.database}.models FINAL")
+        for spec, profile in rows:
+            self.registry.put(RegisteredModel(spec=ModelSpec.model_validate_json(spec),
+                                              profile=orjson.loads(profile) if profile else None))
+        return len(rows)
+
+    def final_rows(self) -> list[tuple[Any, ...]]:
+        """Window rows not yet written, for the last write after the worker stopped."""
+        rows: list[tuple[Any, ...]] = []
+        for aggregator in self.aggregators.values():
+            rows.extend(aggregator.window_rows())
+        return rows
 
     def spec_for(self, model_id: str) -> ModelSpec:
         model = self.registry.get(model_id)
@@ -86,7 +137,7 @@ class Runtime:
             raise KeyError(model_id)
         return model.spec
 
-    def _build_app(self, bootstrap: str, embedded_broker: bool) -> faust.App:
+    def _build_app(self, bootstrap: str, tansu: bool) -> faust.App:
         s = self.settings
         app = faust.App(
             s.app_id, broker=f"kafka://{bootstrap}", value_serializer="raw", key_serializer="raw",
@@ -94,36 +145,62 @@ class Runtime:
             processing_guarantee="at_least_once", topic_partitions=s.topic_partitions,
             topic_allow_declare=True, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
             producer_linger_ms=5, broker_max_poll_records=INGEST_BATCH,
-            **faust_overrides(embedded_broker),
+            **faust_overrides(tansu),
         )
         predictions = app.topic(s.topic_predictions, partitions=s.topic_partitions)
         ground_truth = app.topic(s.topic_ground_truth, partitions=s.topic_partitions)
         inputs = app.topic(s.topic_predictions, s.topic_ground_truth, partitions=s.topic_partitions)
         outcomes = app.topic(s.topic_outcomes, partitions=s.topic_partitions, internal=True)
         dead_letters = app.topic(s.topic_dead_letters, partitions=s.topic_partitions)
+        alerts = app.topic(s.topic_alerts, partitions=s.topic_partitions)
         models = app.topic(s.topic_models, partitions=1, compacting=True)
         self.topics = {"predictions": predictions, "ground_truth": ground_truth, "outcomes": outcomes,
-                       "dead_letters": dead_letters, "models": models}
+                       "dead_letters": dead_letters, "models": models,
+                       "alerts": alerts}
 
         @app.agent(inputs, name="ingest")
         async def ingest(stream: faust.StreamT[bytes]) -> None:
-            async for events in stream.take_events(INGEST_BATCH, within=0.1):  # type: ignore[attr-defined]
-                records = [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                     e.message.value) for e in events]
-                await self.handle_ingest(records)
+            self.streams["ingest"] = stream
+            async for events in stream.noack_take(INGEST_BATCH, within=0.1):  # type: ignore[attr-defined]
+                async with self.locks["ingest"], self.fatal_on_error("ingest"):
+                    await self.restore_ingest({e.message.partition for e in events})
+                    records = [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                         e.message.value) for e in events]
+                    await self.handle_ingest(records)
+                    self.held["ingest"].extend(events)
+                    if self._checkpoint_due("ingest"):
+                        await self.checkpoint_ingest()
 
         @app.agent(outcomes, name="aggregate")
         async def aggregate(stream: faust.StreamT[bytes]) -> None:
-            async for values in stream.take(AGGREGATE_BATCH, within=0.1):
-                for value in values:
-                    self.aggregator.apply(orjson.loads(value))
-                self.telemetry.replayed.set(self.aggregator.replayed)
+            self.streams["aggregate"] = stream
+            async for events in stream.noack_take(AGGREGATE_BATCH, within=0.1):  # type: ignore[attr-defined]
+                async with self.locks["aggregate"], self.fatal_on_error("aggregate"):
+                    for event in events:
+                        partition = event.message.partition
+                        aggregator = self.aggregators.get(partition) or await self.restore_aggregator(partition)
+                        aggregator.apply(orjson.loads(event.message.value), event.message.offset)
+                        self.touched["aggregate"].add(partition)
+                    self.held["aggregate"].extend(events)
+                    self.last_event_monotonic = time.monotonic()
+                    self.telemetry.replayed.set(sum(a.replayed for a in self.aggregators.values()))
+                    if self._checkpoint_due("aggregate"):
+                        await self.checkpoint_aggregate()
+
+        @app.timer(s.checkpoint_seconds)
+        async def checkpoint() -> None:
+            async with self.locks["ingest"]:
+                await self.checkpoint_ingest()
+            async with self.locks["aggregate"]:
+                await self.checkpoint_aggregate()
 
         @app.agent(models, name="models")
         async def model_specs(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
                 try:
-                    self.registry.apply_message(event.message.key, event.message.value)
+                    model = self.registry.apply_message(event.message.key, event.message.value)
+                    if model is not None:
+                        await self.sink.submit("models", MODEL_COLUMNS, [model_row(model)])
                 except ValueError as exc:
                     log.warning("ignoring a bad record on the models topic at offset %s: %s",
                                 event.message.offset, str(exc).splitlines()[0])
@@ -138,6 +215,8 @@ class Runtime:
 
         @app.task
         async def started() -> None:
+            if self.webhook is not None:
+                await self.webhook.start()
             self.started = True
             for callback in self.on_started:
                 result = callback()
@@ -146,9 +225,79 @@ class Runtime:
 
         return app
 
+    @contextlib.asynccontextmanager
+    async def fatal_on_error(self, stage: str) -> AsyncIterator[None]:
+        """An unexpected error stops the worker instead of letting Faust restart the agent past the batch: its
+        records were never acked, so the next start reads them again from the last checkpoint."""
+        try:
+            yield
+        except Exception as exc:
+            log.exception("the %s stage failed; stopping the worker", stage)
+            self.failure = f"the {stage} stage failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            for callback in self.on_failure:
+                callback()
+            await asyncio.Event().wait()  # hold the batch until the worker stops
+
+    def _checkpoint_due(self, stage: str) -> bool:
+        return (len(self.held[stage]) >= CHECKPOINT_MAX_HELD
+                or time.monotonic() - self.last_checkpoint[stage] >= self.settings.checkpoint_seconds)
+
+    async def restore_ingest(self, partitions: set[int]) -> None:
+        """Load the checkpoint of input partitions seen for the first time (before their first record)."""
+        for partition in sorted(partitions - self.restored_ingest):
+            found = await asyncio.to_thread(self.checkpoints.load, "ingest", partition)
+            if found is not None:
+                self.ingest.restore(partition, *found)
+                log.info("ingest partition %s restored at offsets %s", partition, found[0])
+            self.restored_ingest.add(partition)
+
+    def profile_for(self, model_id: str) -> dict[str, Any] | None:
+        model = self.registry.get(model_id)
+        return None if model is None else model.profile
+
+    async def restore_aggregator(self, partition: int) -> Aggregator:
+        found = await asyncio.to_thread(self.checkpoints.load, "aggregate", partition)
+        db = self.settings.clickhouse_database
+        if found is None:
+            aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db)
+        else:
+            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db)
+            log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)
+        self.aggregators[partition] = aggregator
+        return aggregator
+
+    async def _ack_held(self, stage: str) -> None:
+        stream = self.streams[stage]
+        for event in self.held[stage]:
+            await stream.ack(event)
+        self.held[stage].clear()
+        self.last_checkpoint[stage] = time.monotonic()
+
+    async def checkpoint_ingest(self) -> None:
+        """Persist join state and offsets of the partitions read since the last checkpoint, then ack them."""
+        if not self.held["ingest"]:
+            self.last_checkpoint["ingest"] = time.monotonic()
+            return
+        await self.app.producer.flush()  # internal batches and dead letters are in Kafka before we ack
+        await self.checkpoints.save("ingest", [(p, *self.ingest.checkpoint(p)) for p in sorted(self.touched["ingest"])])
+        self.touched["ingest"].clear()
+        await self._ack_held("ingest")
+
+    async def checkpoint_aggregate(self) -> None:
+        """Persist the windows of the partitions read since the last checkpoint, then ack them."""
+        if not self.held["aggregate"]:
+            self.last_checkpoint["aggregate"] = time.monotonic()
+            return
+        await self.checkpoints.save("aggregate", [
+            (p, {"outcomes": self.aggregators[p].next_offset}, self.aggregators[p].snapshot())
+            for p in sorted(self.touched["aggregate"])])
+        self.touched["aggregate"].clear()
+        await self._ack_held("aggregate")
+
     async def handle_ingest(self, records: list[RawRecord]) -> None:
         self.last_event_monotonic = time.monotonic()
         result = self.ingest.process(records)
+        self.touched["ingest"].update(r.partition for r in records)
         self.consumed += len(records)
         for record in records:
             self.telemetry.records.labels(record.topic).inc()
@@ -178,9 +327,7 @@ class Runtime:
     async def publish_model(self, model: RegisteredModel) -> None:
         key, value = encode(model)
         await self.topics["models"].send(key=key, value=value)
-        profile = orjson.dumps(model.profile).decode() if model.profile else ""
-        await self.sink.submit("models", MODEL_COLUMNS, [(model.spec.model_id, model.spec.version,
-                                                          spec_json(model), profile, dt.datetime.now(dt.UTC))])
+        await self.sink.submit("models", MODEL_COLUMNS, [model_row(model)])
 
     async def expire_joins(self) -> None:
         """Expire waiting predictions and labels older than the maximum label delay; write join statistics."""
@@ -189,21 +336,56 @@ class Runtime:
         now = dt.datetime.now(dt.UTC)
         version = time.time_ns()
         for partition, join in self.ingest.joins.items():
-            join.expire(now_ms)
+            self.ingest.expire(partition, now_ms)
             stats = dict(asdict(join.stats), waiting_predictions=join.n_waiting_predictions,
                          waiting_labels=join.n_waiting_labels)
             rows.extend((partition, name, float(value), version, now) for name, value in stats.items())
         if rows:
             await self.sink.submit("join_stats", JOIN_STATS_COLUMNS, rows)
 
-    async def flush_windows(self, force_idle: bool = False) -> int:
+    async def publish_alerts(self, alerts: list[AlertEvent]) -> None:
+        """Alert events to the alerts topic (keyed by model, so one model's alerts stay ordered), ClickHouse
+        and the webhook, if one is configured."""
+        rows = []
+        for alert in alerts:
+            self.telemetry.alerts.labels(alert.state, alert.severity).inc()
+            log.warning("alert %s: %s", alert.state, alert.message)
+            await self.topics["alerts"].send(key=alert.model_id.encode(), value=alert.model_dump_json().encode())
+            rows.append(tuple(getattr(alert, c) for c in ALERT_COLUMNS))
+            if self.webhook is not None:
+                self.webhook.submit(alert)
+        self.alerts_published.extend(alerts)
+        await self.sink.submit("alerts", ALERT_COLUMNS, rows)
+
+    async def flush_windows(self, force_idle: bool = False, close_all: bool = False) -> int:
         idle = force_idle or time.monotonic() - self.last_event_monotonic > self.settings.idle_close_seconds
-        self.aggregator.tick(int(time.time() * 1000), idle)
-        rows = self.aggregator.window_rows()
-        self.telemetry.windows_open.set(len(self.aggregator.store.windows))
-        if rows:
-            await self.sink.submit("window_metrics", WINDOW_METRIC_COLUMNS, rows)
-            self.telemetry.rows_written.labels("window_metrics").inc(len(rows))
+        rows: list[tuple[Any, ...]] = []
+        reports: list[WindowReport] = []
+        detections: list[tuple[Any, ...]] = []
+        async with self.locks["aggregate"]:
+            for aggregator in self.aggregators.values():
+                reports.extend(aggregator.tick(int(time.time() * 1000), idle, close_all))
+                rows.extend(aggregator.window_rows())
+                detections.extend(aggregator.take_detections())
+        self.telemetry.windows_open.set(sum(len(a.store.windows) for a in self.aggregators.values()))
+        version = time.time_ns()
+        tables = {
+            "window_metrics": (WINDOW_METRIC_COLUMNS, rows),
+            "drift_events": (DRIFT_EVENT_COLUMNS, detections),
+            "feature_drift": ((*FEATURE_DRIFT_COLUMNS, "version"),
+                              [(*r, version) for report in reports for r in report.feature_drift]),
+            "data_quality": ((*DATA_QUALITY_COLUMNS, "version"),
+                             [(*r, version) for report in reports for r in report.data_quality]),
+        }
+        for table, (columns, table_rows) in tables.items():
+            if table_rows:
+                await self.sink.submit(table, columns, table_rows)
+                self.telemetry.rows_written.labels(table).inc(len(table_rows))
+        for row in detections:
+            self.telemetry.drift_events.labels(row[2], row[3]).inc()
+        alerts = [alert for report in reports for alert in report.alerts]
+        if alerts:
+            await self.publish_alerts(alerts)
         self.telemetry.sink_pending.set(self.sink.pending)
         self.telemetry.sink_failures.set(self.sink.stats.failures)
         return len(rows)

@@ -28,6 +28,14 @@ app = typer.Typer(
 schemas_app = typer.Typer(help="JSON Schemas of every event on every topic.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 
+
+def _register_subcommands() -> None:
+    from stream.cli_models import models_app
+    from stream.cli_produce import produce_app
+
+    app.add_typer(produce_app, name="produce")
+    app.add_typer(models_app, name="models")
+
 console = Console()
 err = Console(stderr=True)
 
@@ -61,7 +69,8 @@ def up(
 
         runner = Demo(DemoOptions(duration=duration, rate=rate, drift_after=drift_after), say=console.print)
         service.extra_tasks.append(runner)
-        service.on_stopped.append(lambda svc: console.print(summary(svc, runner.report)))
+        service.on_stopped.append(
+            lambda svc: console.print(summary(svc, runner.report), markup=False, highlight=False))
     raise typer.Exit(service.run())
 
 
@@ -165,6 +174,9 @@ def schemas_export(
         raise typer.Exit(1 if bad else 0)
     for path in export(directory):
         console.print(f"wrote {path}")
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -76,9 +76,11 @@ class ClickHouse:
         with self._lock:
             return self.client.command(sql, parameters=parameters)
 
-    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None, column_formats: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         with self._lock:
-            result = self.client.query(sql, parameters=parameters)
+            result = self.client.query(sql, parameters=parameters, column_formats=column_formats)
         return list(result.column_names), [tuple(row) for row in result.result_rows]
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str],

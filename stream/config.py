@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         None, description="host:port[,host:port]; unset starts the embedded tansu broker"
     )
+    kafka_flavor: Literal["auto", "kafka", "tansu"] = Field(
+        "auto", description="tansu switches on the embedded broker's workarounds; auto = tansu when embedded"
+    )
     broker_host: str = Field("127.0.0.1", description="embedded broker bind address")
     broker_port: int = Field(0, ge=0, le=65535, description="embedded broker port; 0 picks a free port")
     topic_partitions: int = Field(4, ge=1, description="partitions of topics that Driftwarden creates")
@@ -45,11 +48,16 @@ class Settings(BaseSettings):
         "auto_register", description="what to do with events of a model nobody registered"
     )
 
+    webhook_url: str | None = Field(None, description="POST every alert at or above the severity here")
+    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
+    webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
+
     web_host: str = Field("127.0.0.1", description="HTTP endpoint bind address")
     web_port: int = Field(6066, ge=0, le=65535, description="HTTP endpoint port (/healthz /readyz /metrics /sql)")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     sink_flush_seconds: float = Field(1.0, gt=0, description="at most about one insert per table this often")
+    checkpoint_seconds: float = Field(2.0, gt=0, description="how often stage state is checkpointed")
     sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
 
     @field_validator("data_dir")
@@ -60,6 +68,11 @@ class Settings(BaseSettings):
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap_servers
+
+    @property
+    def tansu(self) -> bool:
+        """Whether the broker is tansu (the workarounds in `stream.tansu_compat` apply)."""
+        return self.kafka_flavor == "tansu" or (self.kafka_flavor == "auto" and self.embedded_kafka)
 
     @property
     def dsn(self) -> str:
@@ -73,6 +86,8 @@ class Settings(BaseSettings):
         """The configuration as a dict with passwords in DSNs replaced by ``***``."""
         out = self.model_dump(mode="json")
         out["clickhouse_dsn"] = mask_dsn(self.dsn)
+        out["webhook_secret"] = "***" if self.webhook_secret else ""
+        out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
         return out
 

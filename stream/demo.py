@@ -81,8 +81,8 @@ class Demo:
 
         self.report.drain_complete = await _wait_for(lambda: runtime.consumed >= produced, 60)
         await asyncio.sleep(0)  # let the aggregate agent pick up the last internal batches
-        await _wait_for(lambda: runtime.aggregator.predictions >= self.report.predictions, 30)
-        await runtime.flush_windows(force_idle=True)
+        await _wait_for(lambda: runtime.aggregated_predictions >= self.report.predictions, 30)
+        await runtime.flush_windows(force_idle=True, close_all=True)
         await runtime.sink.await_written(timeout=60)
         service.stop()
 
@@ -131,14 +131,28 @@ def summary(service: Service, report: DemoReport) -> str:
         f"FROM {db}.window_metrics FINAL GROUP BY model_id ORDER BY model_id")
     _, outcomes = ch.query_rows(f"SELECT count() FROM {db}.outcomes FINAL")
     _, drift = ch.query_rows(f"SELECT count() FROM {db}.drift_events")
+    _, detections = ch.query_rows(
+        f"SELECT model_id, detector, signal, min(event_time) FROM {db}.drift_events FINAL "
+        "GROUP BY model_id, detector, signal ORDER BY model_id, detector, signal")
+    _, drifted = ch.query_rows(
+        f"SELECT model_id, feature, min(window_start) FROM {db}.feature_drift FINAL WHERE drifted = 1 "
+        "AND feature NOT LIKE '\\_\\_%' GROUP BY model_id, feature ORDER BY model_id, feature")
     _, dead = ch.query_rows(f"SELECT count() FROM {db}.dead_letters")
     lines = ["", "demo summary",
              f"  produced        {report.predictions} predictions, {report.labels} labels "
              f"(drift injected at {time.strftime('%H:%M:%S', time.localtime(report.drift_at_ms / 1000))})"]
     for model_id, n_windows, _ in windows:
         lines.append(f"  windows         {model_id}: {n_windows} (model, version, segment, window) rows")
+    drift_time = time.strftime("%H:%M:%S", time.localtime(report.drift_at_ms / 1000))
     lines += [f"  outcomes        {outcomes[0][0]} joined predictions",
-              f"  drift events    {drift[0][0]}",
+              f"  drift events    {drift[0][0]} (injected at {drift_time})"]
+    lines += [f"                  {m}: {d} on {sig}, first at {t:%H:%M:%S}" for m, d, sig, t in detections]
+    lines += [f"  drifted inputs  {len(drifted)} (model: feature, first drifted window)"]
+    lines += [f"                  {m}: {f}, from the window of {t:%H:%M}" for m, f, t in drifted]
+    alerts = service.runtime.alerts_published if service.runtime is not None else []
+    lines += [f"  alerts          {len(alerts)}"]
+    lines += [f"                  [{a.severity} {a.state}] {a.message}" for a in alerts]
+    lines += [
               f"  dead letters    {dead[0][0]}",
               "", "look at it:",
               f"  driftwarden sql \"SELECT model_id, window_start, metric, value, samples "

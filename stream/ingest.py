@@ -7,6 +7,7 @@ the record that produced it, so the aggregator can drop items it has already app
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class IngestResult:
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
-        "preds": {"off": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
         "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
                  "score": [], "biz": []},
     }
@@ -81,6 +82,50 @@ class Ingest:
         self.duplicate_policy = duplicate_policy
         self.auto_register = auto_register
         self.joins: dict[int, JoinState] = {}
+        self.next_offsets: dict[int, dict[str, int]] = {}  # partition -> topic -> next offset to apply
+        self.watermarks: dict[tuple[int, int], tuple[int, float]] = {}  # (partition, side) -> (max ts, seen at)
+        self.replayed = 0
+        self.started_ms = time.time() * 1000
+
+    def restore(self, partition: int, offsets: dict[str, int], state: bytes) -> None:
+        """Continue from a checkpoint: its join state, and the offsets below which records are replays."""
+        self.joins[partition] = JoinState.restore(state)
+        self.next_offsets[partition] = dict(offsets)
+
+    def _advance(self, partition: int, side: int, max_ts: int) -> None:
+        previous = self.watermarks.get((partition, side), (0, 0.0))[0]
+        self.watermarks[(partition, side)] = (max(previous, max_ts), time.time() * 1000)
+
+    def join_clock(self, partition: int, now_ms: float) -> int:
+        """Event time up to which both inputs of a partition have been read: the smaller of the two sides'
+        max event time, so that one topic read ahead of the other does not expire what the other still holds.
+        A side silent for a whole label delay (wall clock) stops holding the clock back; with both silent,
+        the wall clock is used.
+
+        >>> ingest = Ingest(Registry(), Limits(), "p", "g", max_delay_ms=1000)
+        >>> ingest._advance(0, PREDICTIONS, 5000)
+        >>> ingest.join_clock(0, now_ms=time.time() * 1000)  # no label read yet
+        0
+        >>> ingest._advance(0, GROUND_TRUTH, 3000)
+        >>> ingest.join_clock(0, now_ms=time.time() * 1000)
+        3000
+        """
+        unseen = (0, self.started_ms)  # a side not read yet holds the clock back, until it stays silent too long
+        live = [ts for side in (PREDICTIONS, GROUND_TRUTH)
+                for ts, seen in [self.watermarks.get((partition, side), unseen)] if now_ms - seen <= self.max_delay_ms]
+        return min(live) if live else int(now_ms)
+
+    def expire(self, partition: int, now_ms: float) -> None:
+        """Expire waiting predictions and labels older than the maximum delay at the partition's join clock."""
+        self.join_for(partition).expire(self.join_clock(partition, now_ms))
+
+    def checkpoint(self, partition: int) -> tuple[dict[str, int], bytes]:
+        return dict(self.next_offsets.get(partition, {})), self.join_for(partition).snapshot()
+
+    def forget(self, partition: int) -> None:
+        """Drop the state of a partition this worker no longer owns."""
+        self.joins.pop(partition, None)
+        self.next_offsets.pop(partition, None)
 
     def join_for(self, partition: int) -> JoinState:
         state = self.joins.get(partition)
@@ -92,6 +137,11 @@ class Ingest:
         result = IngestResult()
         by_source: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
         for record in records:
+            positions = self.next_offsets.setdefault(record.partition, {})
+            if record.offset < positions.get(record.topic, 0):
+                self.replayed += 1  # already in the restored checkpoint
+                continue
+            positions[record.topic] = record.offset + 1
             by_source[(record.topic, record.partition)].append(record)
         for (topic, partition), items in by_source.items():
             if topic == self.topic_predictions:
@@ -130,6 +180,7 @@ class Ingest:
         join = self.join_for(partition)
         keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e in accepted]
         ts = [to_epoch_ms(e.timestamp) for _, e in accepted]
+        self._advance(partition, PREDICTIONS, max(ts))
         preds = [_label_text(e.prediction) for _, e in accepted]
         scores = [float("nan") if e.score is None else e.score for _, e in accepted]
         joined = join.add_predictions([e.prediction_id for _, e in accepted], keys, ts, preds, scores)
@@ -142,6 +193,7 @@ class Ingest:
             batch = result.batch(event.model_id, partition)
             p = batch["preds"]
             p["off"].append(record.offset)
+            p["pid"].append(event.prediction_id)
             p["ver"].append(event.model_version)
             p["seg"].append(event.segment)
             p["ts"].append(ts[i])
@@ -165,9 +217,11 @@ class Ingest:
         if not accepted:
             return
         join = self.join_for(partition)
+        ts = [to_epoch_ms(e.timestamp) for _, e in accepted]
+        self._advance(partition, GROUND_TRUTH, max(ts))
         joined = join.add_labels(
-            [e.prediction_id for _, e in accepted], [_label_text(e.label) for _, e in accepted],
-            [to_epoch_ms(e.timestamp) for _, e in accepted], [e.business for _, e in accepted],
+            [e.prediction_id for _, e in accepted], [_label_text(e.label) for _, e in accepted], ts,
+            [e.business for _, e in accepted],
         )
         self._emit_pairs(joined, join, partition, result, source=GROUND_TRUTH,
                          offsets=[r.offset for r, _ in accepted])

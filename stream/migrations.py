@@ -95,6 +95,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         FROM {db}.window_metrics_latest
         GROUP BY model_id, model_version, segment, day, metric""",
     )),
+    Migration(4, "stage checkpoints", (
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.checkpoints (
+            stage LowCardinality(String), partition UInt32, offsets String, state String, version UInt64,
+            saved_at {_TS}
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition)""",
+    )),
 )
 
 

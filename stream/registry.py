@@ -78,13 +78,15 @@ class Registry:
     def all(self) -> list[RegisteredModel]:
         return [self._models[k] for k in sorted(self._models)]
 
-    def apply_message(self, key: bytes | None, value: bytes | None) -> None:
-        """Apply one record of the compacted ``models`` topic (a null value deletes)."""
+    def apply_message(self, key: bytes | None, value: bytes | None) -> RegisteredModel | None:
+        """Apply one record of the compacted ``models`` topic (a null value deletes); return what was put."""
         if value is None:
             if key is not None:
                 self._models.pop(key.decode(), None)
-            return
-        self.put(RegisteredModel.model_validate_json(value))
+            return None
+        model = RegisteredModel.model_validate_json(value)
+        self.put(model)
+        return model
 
 
 def encode(model: RegisteredModel) -> tuple[bytes, bytes]:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream.agents import Runtime
+from stream.aggregate import WINDOW_METRIC_COLUMNS
 from stream.clickhouse import ClickHouse
 from stream.config import Settings
 from stream.embedded import EmbeddedBroker, port_in_use
@@ -64,9 +65,11 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 def read_runtime(data_dir: Path) -> dict[str, Any] | None:
     """Where the running service listens (written by `up`), or None when it is not running."""
     try:
-        return dict(json.loads((data_dir / RUNTIME_FILE).read_text()))
-    except (OSError, ValueError):
+        info = dict(json.loads((data_dir / RUNTIME_FILE).read_text()))
+        os.kill(int(info["pid"]), 0)  # left behind by a killed service?
+    except (OSError, ValueError, KeyError):
         return None
+    return info
 
 
 async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.0) -> None:
@@ -138,8 +141,10 @@ class Service:
         migrate(self.ch, s.outcomes_ttl_days)
         self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches).start()
         telemetry = Telemetry()
-        self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.embedded_kafka)
+        self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
         runtime = self.runtime
+        runtime.load_registry()
+        runtime.on_failure.append(self.stop)
 
         async def serve_http() -> None:
             assert self.ch is not None
@@ -162,6 +167,10 @@ class Service:
             code = exc.code if isinstance(exc.code, int) else 0
         else:  # pragma: no cover - execute_from_commandline always raises SystemExit
             code = 0
+        if runtime.failure:
+            raise UserError(f"{runtime.failure}; see the log above. Restarting resumes from the last checkpoint")
+        self.sink.submit_nowait("window_metrics", WINDOW_METRIC_COLUMNS, runtime.final_rows())
+        self.sink.wait_written(timeout=30)
         for callback in self.on_stopped:
             callback(self)
         return code

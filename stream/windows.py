@@ -1,9 +1,10 @@
 """Tumbling event-time windows per model, version and segment, each holding a `WindowAccumulator`.
 
 A prediction counts in the window of its own timestamp, and so does its outcome when the label arrives later:
-late labels revise old windows. A window is *closed* once the model's watermark (max event time seen minus
-the allowed lateness, or wall-clock time when the stream idles) passes its end; it is still kept, and revised
-by late labels, until the maximum label delay has passed too, then evicted. Every change marks the window
+late labels revise old windows. A window is *closed* once the model's watermark (max event time seen minus the
+allowed lateness, or wall-clock time when the stream idles) passes its end. It is still kept, and revised by
+late labels, until the event-time watermark has passed its end plus the maximum label delay; then it is
+evicted, and items that still arrive for it are counted as too late and dropped. Every change marks the window
 dirty; the sink rewrites dirty windows (ReplacingMergeTree: the newest row wins).
 Segment ``""`` is the whole model; each declared segment field adds rows ``field=value``.
 """
@@ -34,7 +35,8 @@ def segment_keys(segment: Mapping[str, str], fields: Sequence[str]) -> list[str]
 @dataclass
 class ModelClock:
     max_event_ms: int = 0
-    watermark_ms: int = 0
+    watermark_ms: int = 0  # event time: max event time - allowed lateness; drives eviction
+    idle_ms: int = 0  # wall clock - lateness while the stream idles; may close windows, never evicts them
 
 
 @dataclass
@@ -43,9 +45,12 @@ class WindowStore:
 
     spec_for: Callable[[str], ModelSpec]
     windows: dict[WindowKey, WindowAccumulator] = field(default_factory=dict)
-    dirty: set[WindowKey] = field(default_factory=set)
+    dirty: set[WindowKey] = field(default_factory=set)  # changed since the last sink write
+    changed: set[WindowKey] = field(default_factory=set)  # changed since the last checkpoint
     closed: set[WindowKey] = field(default_factory=set)
     clocks: dict[str, ModelClock] = field(default_factory=lambda: defaultdict(ModelClock))
+    evicted_until: dict[str, int] = field(default_factory=dict)  # model -> windows starting before are gone
+    too_late: int = 0  # items for windows already evicted (older than the maximum label delay): counted, dropped
 
     def _size_ms(self, spec: ModelSpec) -> int:
         return spec.monitor.window_seconds * 1000
@@ -58,7 +63,11 @@ class WindowStore:
         starts = ts_ms - np.mod(ts_ms, size)
         groups: dict[WindowKey, list[int]] = defaultdict(list)
         fields = spec.segment_fields
+        horizon = self.evicted_until.get(model_id, -(2**62))
         for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
+            if start < horizon:  # its window was evicted: re-creating it would overwrite the complete row
+                self.too_late += 1
+                continue
             for seg in segment_keys(segment, fields):
                 groups[(model_id, version, seg, int(start))].append(i)
         return groups
@@ -80,6 +89,7 @@ class WindowStore:
             sel = np.asarray(idx)
             self._window(key).add_predictions(predictions[sel], scores[sel], latency_ms[sel])
             self.dirty.add(key)
+            self.changed.add(key)
         self._observe(model_id, int(ts_ms.max()) if ts_ms.size else 0)
 
     def add_outcomes(
@@ -92,6 +102,7 @@ class WindowStore:
             self._window(key).add_outcomes(y_true[sel], y_pred[sel], scores[sel],
                                            {k: v[sel] for k, v in business.items()})
             self.dirty.add(key)
+            self.changed.add(key)
 
     def _observe(self, model_id: str, max_ts_ms: int) -> None:
         clock = self.clocks[model_id]
@@ -100,10 +111,14 @@ class WindowStore:
         clock.watermark_ms = max(clock.watermark_ms, clock.max_event_ms - lateness)
 
     def advance_idle(self, now_ms: int) -> None:
-        """Move every model's watermark to wall-clock time minus lateness (the stream is idle)."""
+        """The stream is idle: windows whose end is before wall-clock time minus lateness may close.
+
+        Only closing uses the wall clock; eviction waits for event time, so that replaying old data after a
+        pause does not drop windows that labels can still revise.
+        """
         for model_id, clock in self.clocks.items():
             lateness = self.spec_for(model_id).monitor.allowed_lateness_seconds * 1000
-            clock.watermark_ms = max(clock.watermark_ms, now_ms - lateness)
+            clock.idle_ms = max(clock.idle_ms, now_ms - lateness)
 
     def close_due(self) -> list[WindowKey]:
         """Windows whose end the watermark has passed since the last call (each returned once)."""
@@ -112,7 +127,8 @@ class WindowStore:
             if key in self.closed:
                 continue
             spec = self.spec_for(key[0])
-            if key[3] + self._size_ms(spec) <= self.clocks[key[0]].watermark_ms:
+            clock = self.clocks[key[0]]
+            if key[3] + self._size_ms(spec) <= max(clock.watermark_ms, clock.idle_ms):
                 self.closed.add(key)
                 newly.append(key)
         return newly
@@ -127,6 +143,8 @@ class WindowStore:
                     and key not in self.dirty:
                 del self.windows[key]
                 self.closed.discard(key)
+                self.changed.discard(key)
+                self.evicted_until[key[0]] = max(self.evicted_until.get(key[0], key[3] + 1), key[3] + 1)
                 gone.append(key)
         return gone
 

@@ -86,3 +86,9 @@ SELECT model_id, model_version, segment, toDate(window_start) AS day, metric,
        min(value) AS min_value, max(value) AS max_value
 FROM driftwarden.window_metrics_latest
 GROUP BY model_id, model_version, segment, day, metric;
+
+-- migration 4: stage checkpoints
+CREATE TABLE IF NOT EXISTS driftwarden.checkpoints (
+    stage LowCardinality(String), partition UInt32, offsets String, state String, version UInt64,
+    saved_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition);

@@ -1,0 +1,154 @@
+"""End to end on the real broker and ClickHouse engine: window metrics equal an offline computation, also when
+the worker is SIGKILLed mid-stream and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from stream.contracts import ModelSpec
+from stream.embedded import EmbeddedBroker
+from stream.registry import RegisteredModel, encode
+from stream.synthetic import Scenario
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+WINDOW_MS = 60_000
+N_PREDICTIONS = 12_000
+
+
+def dataset(seed: int = 11) -> tuple[list[tuple[str, bytes, bytes]], dict[str, Any]]:
+    """Predictions and labels (random delays, 10% missing, 2% duplicated) in arrival order with jitter, and
+    the offline expectation per (model, window) computed with numpy from the same events."""
+    start = (int(time.time() * 1000) // WINDOW_MS - 30) * WINDOW_MS
+    scenario = Scenario(seed=seed, start_ms=start, label_delay_mean_ms=3000)
+    predictions = scenario.predictions(N_PREDICTIONS, rate_per_s=40)
+    labels = scenario.all_labels()
+    rng = np.random.default_rng(seed)
+    arrivals = [(p["timestamp"] + rng.uniform(0, 2000), "predictions", p) for p in predictions]
+    arrivals += [(g["timestamp"] + rng.uniform(0, 2000), "ground_truth", g) for g in labels]
+    arrivals.sort(key=lambda a: a[0])
+    messages = [(topic, e["prediction_id"].encode(), orjson.dumps(e)) for _, topic, e in arrivals]
+
+    first_label: dict[str, Any] = {}
+    for g in labels:
+        first_label.setdefault(g["prediction_id"], g["label"])
+    expected: dict[tuple[str, int], dict[str, Any]] = defaultdict(lambda: defaultdict(list))
+    for p in predictions:
+        cell = expected[(p["model_id"], p["timestamp"] - p["timestamp"] % WINDOW_MS)]
+        cell["predictions"].append(1)
+        if p["prediction_id"] in first_label:
+            cell["y_true"].append(first_label[p["prediction_id"]])
+            cell["y_pred"].append(p["prediction"])
+    offline: dict[str, Any] = {}
+    for (model_id, window), cell in expected.items():
+        row = {"predictions": float(len(cell["predictions"])), "labelled": float(len(cell["y_true"]))}
+        if model_id == "credit-risk":
+            row["accuracy"] = float(np.mean(np.array(cell["y_true"]) == np.array(cell["y_pred"])))
+        else:
+            row["mae"] = float(np.mean(np.abs(np.array(cell["y_true"], float) - np.array(cell["y_pred"], float))))
+        offline[f"{model_id}@{window}"] = row
+    return messages, offline
+
+
+async def _produce(bootstrap: str, messages: list[tuple[str, bytes, bytes]], pause_every: int = 0,
+                   pause: float = 0.0) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for i, (topic, key, value) in enumerate(messages):
+            await producer.send(topic, value, key=key)
+            if pause_every and i % pause_every == pause_every - 1:
+                await producer.flush()
+                await asyncio.sleep(pause)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _register(bootstrap: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for spec in Scenario().specs():
+            key, value = encode(RegisteredModel(spec=ModelSpec.model_validate(spec)))
+            await producer.send_and_wait("models", value, key=key)
+    finally:
+        await producer.stop()
+
+
+def _metrics(worker: Any) -> dict[str, Any]:
+    rows = worker.sql(
+        "SELECT model_id, toUnixTimestamp64Milli(window_start) AS w, metric, value, samples "
+        "FROM driftwarden.window_metrics FINAL WHERE segment = '' ORDER BY model_id, w, metric")
+    out: dict[str, Any] = defaultdict(dict)
+    for row in rows:
+        out[f"{row['model_id']}@{row['w']}"][row["metric"]] = (row["value"], row["samples"])
+    return dict(out)
+
+
+def _complete(worker: Any, offline: dict[str, Any]) -> bool:
+    got = _metrics(worker)
+    return all(key in got and got[key].get("predictions", (0,))[0] == row["predictions"]
+               and got[key].get("labelled", (0,))[0] == row["labelled"] for key, row in offline.items())
+
+
+def _start_registered(make_worker: Any, name: str, broker: EmbeddedBroker) -> Any:
+    worker = make_worker(name, DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+                         DRIFTWARDEN_UNREGISTERED_MODEL="reject", DRIFTWARDEN_MAX_LABEL_DELAY_SECONDS="120",
+                         DRIFTWARDEN_CHECKPOINT_SECONDS="0.5", DRIFTWARDEN_KAFKA_FLAVOR="tansu").start()
+    asyncio.run(_register(broker.bootstrap_servers))
+    wait_until(lambda: len(worker.sql("SELECT model_id FROM driftwarden.models FINAL")) == 2, 30,
+               what="the models to be registered")
+    return worker
+
+
+def _assert_matches_offline(got: dict[str, Any], offline: dict[str, Any]) -> None:
+    assert set(got) == set(offline)
+    for key, row in offline.items():
+        for metric, value in row.items():
+            assert got[key][metric][0] == pytest.approx(value, rel=1e-9, abs=1e-12), (key, metric)
+
+
+def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> None:
+    messages, offline = dataset()
+
+    with EmbeddedBroker() as broker:
+        clean = _start_registered(make_worker, "clean", broker)
+        asyncio.run(_produce(broker.bootstrap_servers, messages))
+        wait_until(lambda: _complete(clean, offline), 120, 0.5, "all windows in ClickHouse")
+        baseline = _metrics(clean)
+        dead = clean.sql("SELECT count() AS n FROM driftwarden.dead_letters")[0]["n"]
+        assert clean.stop() == 0
+    _assert_matches_offline(baseline, offline)
+    assert dead == 0
+
+    with EmbeddedBroker() as broker:
+        crashed = _start_registered(make_worker, "crashed", broker)
+        producing = threading.Thread(
+            target=lambda: asyncio.run(_produce(broker.bootstrap_servers, messages, 500, 0.05)), daemon=True)
+        producing.start()
+        wait_until(lambda: sum(r["predictions"][0] for r in _metrics(crashed).values() if "predictions" in r)
+                   > N_PREDICTIONS * 0.3, 120, 0.2, "a third of the stream to be processed")
+        crashed.stop(signal.SIGKILL)
+        crashed.start()
+        producing.join(120)
+        wait_until(lambda: _complete(crashed, offline), 180, 0.5, "all windows after the restart")
+        after = _metrics(crashed)
+        assert crashed.stop() == 0
+
+    assert set(after) == set(baseline)
+    for key, metrics in baseline.items():
+        for metric, (value, samples) in metrics.items():
+            assert after[key][metric][1] == samples, (key, metric)
+            assert after[key][metric][0] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), (key, metric)
