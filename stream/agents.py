@@ -99,6 +99,8 @@ class Runtime:
         self.touched: dict[str, set[int]] = {"ingest": set(), "aggregate": set()}
         self.last_checkpoint = {"ingest": time.monotonic(), "aggregate": time.monotonic()}
         self.restored_ingest: set[int] = set()
+        # The embedded broker starts empty: checkpointed state still holds, its offsets do not.
+        self.fresh_broker = settings.embedded_kafka
         self.alerts_published: list[AlertEvent] = []
         self.webhook: WebhookSender | None = None
         if settings.webhook_url:
@@ -247,7 +249,8 @@ class Runtime:
         for partition in sorted(partitions - self.restored_ingest):
             found = await asyncio.to_thread(self.checkpoints.load, "ingest", partition)
             if found is not None:
-                self.ingest.restore(partition, *found)
+                offsets, state = found
+                self.ingest.restore(partition, {} if self.fresh_broker else offsets, state)
                 log.info("ingest partition %s restored at offsets %s", partition, found[0])
             self.restored_ingest.add(partition)
 
@@ -262,6 +265,8 @@ class Runtime:
             aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db)
         else:
             aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db)
+            if self.fresh_broker:
+                aggregator.next_offset = 0
             log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)
         self.aggregators[partition] = aggregator
         return aggregator
