@@ -39,6 +39,7 @@ class Sink:
         self._insert = insert
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
+        self._max_batches = max_batches
         self._queue: queue.Queue[tuple[int, str, tuple[str, ...], list[Sequence[Any]]] | None] = queue.Queue(
             max_batches)
         self._submitted = 0
@@ -97,10 +98,12 @@ class Sink:
         while not stop:
             deadline = time.monotonic() + self.flush_seconds
             batches: list[tuple[int, str, tuple[str, ...], list[Sequence[Any]]]] = []
-            while True:
+            while len(batches) < self._max_batches:  # bounded: what waits beyond it waits in the queue
                 remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    item = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+                    item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
                 if item is None:
