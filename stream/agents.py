@@ -21,10 +21,12 @@ import faust
 import orjson
 
 from stream.aggregate import WINDOW_METRIC_COLUMNS, Aggregator, class_text, ms_to_dt
+from stream.alert_state import AlertTracker
 from stream.checkpoint import CheckpointStore
 from stream.clickhouse import ClickHouse
 from stream.config import Settings
 from stream.contracts import AlertEvent, DeadLetter, Limits, ModelSpec
+from stream.errors import UserError
 from stream.ingest import Ingest, RawRecord
 from stream.monitoring_report import (
     DATA_QUALITY_COLUMNS,
@@ -33,6 +35,7 @@ from stream.monitoring_report import (
     WindowReport,
 )
 from stream.registry import RegisteredModel, Registry, encode, infer_spec, spec_json
+from stream.silences import SILENCES_TOPIC, Silences
 from stream.sink import Sink
 from stream.tansu_compat import faust_overrides
 from stream.telemetry import Telemetry
@@ -109,10 +112,16 @@ class Runtime:
         self.last_event_monotonic = time.monotonic()
         self.consumed = 0
         self.started = False
+        self.stopping = False
         self.failure = ""
         self.on_failure: list[Callable[[], None]] = []
         self.on_started: list[Callable[[], Any]] = []
+        self.silences = Silences()
         self.app = self._build_app(bootstrap, tansu)
+
+    def monitor_trackers(self) -> list[tuple[str, AlertTracker]]:
+        return [(model_id, monitor.tracker) for aggregator in self.aggregators.values()
+                for model_id, monitor in aggregator.monitors.items()]
 
     @property
     def aggregated_predictions(self) -> int:
@@ -189,6 +198,27 @@ class Runtime:
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 
+        @app.task
+        async def silences() -> None:
+            """Silences from their compacted topic, read without a group from the beginning on every worker
+            and every start (a group would give the one partition to one worker, and resume past old ones)."""
+            from stream.cli_alerts import ensure_silences_topic, follow
+
+            try:
+                await ensure_silences_topic(bootstrap)
+                async with contextlib.aclosing(follow(bootstrap, SILENCES_TOPIC, from_beginning=True)) as records:
+                    async for record in records:
+                        try:
+                            self.silences.apply_message(record.key, record.value)
+                        except ValueError as exc:
+                            log.warning("ignoring a bad record on %s at offset %s: %s", SILENCES_TOPIC,
+                                        record.offset, exc)
+                            continue
+                        async with self.locks["aggregate"]:
+                            self.silences.apply_to(self.monitor_trackers())
+            except UserError as exc:
+                log.error("alert silences are not applied: %s", exc)
+
         @app.timer(s.checkpoint_seconds)
         async def checkpoint() -> None:
             async with self.locks["ingest"]:
@@ -240,8 +270,17 @@ class Runtime:
                 callback()
             await asyncio.Event().wait()  # hold the batch until the worker stops
 
+    async def final_checkpoint(self) -> None:
+        """Checkpoint and ack everything held, before Faust waits for un-acked records on shutdown; from now
+        on every batch is checkpointed at once, so that wait always ends."""
+        self.stopping = True
+        async with self.locks["ingest"]:
+            await self.checkpoint_ingest()
+        async with self.locks["aggregate"]:
+            await self.checkpoint_aggregate()
+
     def _checkpoint_due(self, stage: str) -> bool:
-        return (len(self.held[stage]) >= CHECKPOINT_MAX_HELD
+        return (self.stopping or len(self.held[stage]) >= CHECKPOINT_MAX_HELD
                 or time.monotonic() - self.last_checkpoint[stage] >= self.settings.checkpoint_seconds)
 
     async def restore_ingest(self, partitions: set[int]) -> None:
@@ -368,6 +407,7 @@ class Runtime:
         reports: list[WindowReport] = []
         detections: list[tuple[Any, ...]] = []
         async with self.locks["aggregate"]:
+            self.silences.apply_to(self.monitor_trackers())  # also monitors created since the last silence
             for aggregator in self.aggregators.values():
                 reports.extend(aggregator.tick(int(time.time() * 1000), idle, close_all))
                 rows.extend(aggregator.window_rows())

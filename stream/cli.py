@@ -30,11 +30,15 @@ app.add_typer(schemas_app, name="schemas")
 
 
 def _register_subcommands() -> None:
+    from stream.cli_alerts import alerts_app
+    from stream.cli_bench import bench_command
     from stream.cli_models import models_app
     from stream.cli_produce import produce_app
 
     app.add_typer(produce_app, name="produce")
     app.add_typer(models_app, name="models")
+    app.add_typer(alerts_app, name="alerts")
+    app.command("bench")(bench_command)
 
 console = Console()
 err = Console(stderr=True)
@@ -55,6 +59,7 @@ def up(
     duration: Annotated[float, typer.Option(help="demo: seconds to produce before stopping", min=5)] = 120.0,
     rate: Annotated[float, typer.Option(help="demo: predictions per second", min=1)] = 100.0,
     drift_after: Annotated[float | None, typer.Option(help="demo: seconds until drift (default: half)")] = None,
+    window_seconds: Annotated[int, typer.Option(help="demo: window size of the demo models", min=1)] = 60,
 ) -> None:
     """Run the monitor: embedded broker (unless Kafka is configured), migrations, worker and HTTP endpoint.
 
@@ -67,7 +72,8 @@ def up(
     if demo:
         from stream.demo import Demo, DemoOptions, summary
 
-        runner = Demo(DemoOptions(duration=duration, rate=rate, drift_after=drift_after), say=console.print)
+        options = DemoOptions(duration=duration, rate=rate, drift_after=drift_after, window_seconds=window_seconds)
+        runner = Demo(options, say=console.print)
         service.extra_tasks.append(runner)
         service.on_stopped.append(
             lambda svc: console.print(summary(svc, runner.report), markup=False, highlight=False))

@@ -26,6 +26,7 @@ class DemoOptions:
     duration: float = 120.0
     rate: float = 100.0
     drift_after: float | None = None  # seconds; default: half the duration
+    window_seconds: int = 60
     seed: int = 7
 
 
@@ -65,6 +66,8 @@ class Demo:
         scenario = Scenario(seed=opts.seed, start_ms=start_ms, drift_at_ms=self.report.drift_at_ms,
                             label_delay_mean_ms=3000)
         for spec in scenario.specs():
+            spec["monitor"] = {**spec.get("monitor", {}), "window_seconds": opts.window_seconds,
+                               "allowed_lateness_seconds": min(60, opts.window_seconds)}
             model = RegisteredModel(spec=ModelSpec.model_validate(spec))
             runtime.registry.put(model)
             await runtime.publish_model(model)
@@ -140,7 +143,8 @@ def summary(service: Service, report: DemoReport) -> str:
     _, dead = ch.query_rows(f"SELECT count() FROM {db}.dead_letters")
     lines = ["", "demo summary",
              f"  produced        {report.predictions} predictions, {report.labels} labels "
-             f"(drift injected at {time.strftime('%H:%M:%S', time.localtime(report.drift_at_ms / 1000))})"]
+             f"(drift injected at {time.strftime('%H:%M:%S', time.localtime(report.drift_at_ms / 1000))}, "
+             f"drift_at_ms={report.drift_at_ms})"]
     for model_id, n_windows, _ in windows:
         lines.append(f"  windows         {model_id}: {n_windows} (model, version, segment, window) rows")
     drift_time = time.strftime("%H:%M:%S", time.localtime(report.drift_at_ms / 1000))
@@ -148,7 +152,7 @@ def summary(service: Service, report: DemoReport) -> str:
               f"  drift events    {drift[0][0]} (injected at {drift_time})"]
     lines += [f"                  {m}: {d} on {sig}, first at {t:%H:%M:%S}" for m, d, sig, t in detections]
     lines += [f"  drifted inputs  {len(drifted)} (model: feature, first drifted window)"]
-    lines += [f"                  {m}: {f}, from the window of {t:%H:%M}" for m, f, t in drifted]
+    lines += [f"                  {m}: {f}, from the window of {t:%H:%M:%S}" for m, f, t in drifted]
     alerts = service.runtime.alerts_published if service.runtime is not None else []
     lines += [f"  alerts          {len(alerts)}"]
     lines += [f"                  [{a.severity} {a.state}] {a.message}" for a in alerts]

@@ -106,6 +106,7 @@ class ModelMonitor:
         self.windows: dict[tuple[str, int], _Sketch] = {}
         self.signals: dict[tuple[str, str], SignalMonitor] = {}
         self.detections: list[Detection] = []
+        self.stream_times: dict[tuple[str, str], int] = {}
 
     @property
     def reference(self) -> dict[str, FeatureProfile] | None:
@@ -137,15 +138,25 @@ class ModelMonitor:
             self.signals[(version, signal)] = mon
         return mon
 
+    def _stream_time(self, version: str, signal: str, ts: np.ndarray) -> np.ndarray:
+        """The time a detection is reported at: the latest event time the signal has reached, not the time of
+        the value that tipped it. Values arrive out of event-time order (partitions, late labels), so a
+        detection caused by values after a change can be tipped by an older value."""
+        previous = self.stream_times.get((version, signal), -(2**62))
+        if not ts.size:
+            return ts
+        reached = np.maximum.accumulate(np.maximum(np.asarray(ts, dtype=np.int64), previous))
+        self.stream_times[(version, signal)] = int(reached[-1])
+        return reached
+
     def _feed(
         self, versions: Sequence[str], signal: str, values: np.ndarray, positions: np.ndarray, ts: np.ndarray
     ) -> list[Detection]:
         found: list[Detection] = []
         for version, idx in _by_version(versions):
-            if idx is None:
-                found += self._signal(version, signal).update(values, positions, ts)
-            else:
-                found += self._signal(version, signal).update(values[idx], positions[idx], ts[idx])
+            sel = slice(None) if idx is None else idx
+            found += self._signal(version, signal).update(values[sel], positions[sel],
+                                                          self._stream_time(version, signal, ts[sel]))
         self.detections.extend(found)
         del self.detections[:-_MAX_KEPT_DETECTIONS]
         return found
@@ -322,6 +333,7 @@ class ModelMonitor:
             },
             "signals": {key: mon.to_bytes({}) for key, mon in self.signals.items()},
             "detections": self.detections,
+            "stream_times": self.stream_times,
             "tracker": self.tracker.to_bytes(),
             "history": self.history.to_bytes(),
         }
@@ -348,6 +360,7 @@ class ModelMonitor:
             mon.windows[key] = _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()}, acc, n)
         mon.signals = {key: SignalMonitor.from_bytes(raw)[0] for key, raw in state["signals"].items()}
         mon.detections = list(state["detections"])
+        mon.stream_times = dict(state["stream_times"])
         mon.tracker = AlertTracker.from_bytes(state["tracker"])
         mon.history = MetricHistory.from_bytes(state["history"])
         return mon

@@ -26,6 +26,7 @@ from stream.config import Settings
 from stream.embedded import EmbeddedBroker, port_in_use
 from stream.errors import UserError, quiet_logger
 from stream.migrations import migrate
+from stream.silences import SILENCES_TOPIC
 from stream.sink import Sink
 from stream.telemetry import Telemetry
 from stream.web import build_web_app, start_web
@@ -93,12 +94,39 @@ async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.
             NewTopic(settings.topic_outcomes, p, 1), NewTopic(settings.topic_dead_letters, p, 1),
             NewTopic(settings.topic_alerts, p, 1),
             NewTopic(settings.topic_models, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            NewTopic(SILENCES_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"}),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+class CheckpointingWorker(faust.Worker):
+    """A Faust worker that checkpoints (and so acks) what the stages hold before it stops.
+
+    Without it Faust's shutdown waits forever for records that only a checkpoint acks. A second signal
+    during that checkpoint stops at once (the records are then read again after the restart).
+    """
+
+    def __init__(self, runtime: Runtime, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._runtime = runtime
+        self._checkpointing: asyncio.Future[None] | None = None
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if self._checkpointing is not None:
+            super()._schedule_shutdown(signal)
+            return
+        self._checkpointing = asyncio.ensure_future(self._checkpoint_then_stop(signal), loop=self.loop)
+
+    async def _checkpoint_then_stop(self, sig: signal.Signals) -> None:
+        try:
+            await asyncio.wait_for(self._runtime.final_checkpoint(), 60)
+        except Exception as exc:  # stop anyway: un-acked records are read again after a restart
+            log.warning("final checkpoint failed (%s); stopping without it", exc)
+        super()._schedule_shutdown(sig)
 
 
 class Service:
@@ -158,9 +186,17 @@ class Service:
                 await runner.cleanup()
 
         runtime.app.task(serve_http)
+
+        @runtime.app.timer(1.0)
+        async def watch_broker() -> None:
+            if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is not None:
+                runtime.failure = f"the embedded broker exited with code {self.broker.process.returncode}"
+                self.stop()
+
         for task in self.extra_tasks:
             runtime.app.task(self._bind(task))
-        self.worker = faust.Worker(runtime.app, loglevel=s.log_level.upper(), quiet=True, redirect_stdouts=False)
+        self.worker = CheckpointingWorker(runtime, runtime.app, loglevel=s.log_level.upper(), quiet=True,
+                                          redirect_stdouts=False)
         try:
             self.worker.execute_from_commandline()
         except SystemExit as exc:
@@ -169,6 +205,7 @@ class Service:
             code = 0
         if runtime.failure:
             raise UserError(f"{runtime.failure}; see the log above. Restarting resumes from the last checkpoint")
+        assert self.sink is not None
         self.sink.submit_nowait("window_metrics", WINDOW_METRIC_COLUMNS, runtime.final_rows())
         self.sink.wait_written(timeout=30)
         for callback in self.on_stopped:

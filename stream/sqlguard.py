@@ -10,8 +10,8 @@ import re
 
 ALLOWED = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS")
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+# Strings and comments in one left-to-right scan: a quoted '--' is text, not a comment.
+_TOKENS = re.compile(r"(?P<s>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`)|(?P<c>--[^\n]*|/\*.*?\*/)", re.S)
 
 
 class ReadOnlyViolation(ValueError):
@@ -23,13 +23,15 @@ def check_read_only(sql: str) -> str:
 
     >>> check_read_only("SELECT 1;")
     'SELECT 1'
+    >>> check_read_only("SELECT * FROM t WHERE id = 'a--b;c' -- note")
+    "SELECT * FROM t WHERE id = 'a--b;c'"
     >>> check_read_only("DROP TABLE x")
     Traceback (most recent call last):
     ...
     stream.sqlguard.ReadOnlyViolation: only SELECT, SHOW and DESCRIBE are allowed here, not DROP
     """
-    text = _COMMENTS.sub(" ", sql).strip()
-    bare = _STRINGS.sub("''", text).rstrip().rstrip(";").rstrip()
+    text = _TOKENS.sub(lambda m: m.group("s") or " ", sql).strip()
+    bare = _TOKENS.sub(lambda m: "''" if m.group("s") else " ", text).rstrip().rstrip(";").rstrip()
     if not bare:
         raise ReadOnlyViolation("empty query: send one SELECT, SHOW or DESCRIBE statement")
     if ";" in bare:

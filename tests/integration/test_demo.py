@@ -1,0 +1,57 @@
+"""`driftwarden up --demo` end to end: both drifts detected after the injection (never before), the drifted
+inputs named, alerts printed, window rows for both models readable with `driftwarden sql` afterwards."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.synthetic import DRIFTED_FEATURES
+from tests.helpers import pids_with_cmdline
+from tests.integration.conftest import worker_env
+
+pytestmark = pytest.mark.integration
+
+
+def _sql(env: dict[str, str], query: str) -> list[list[str]]:
+    result = subprocess.run([sys.executable, "-m", "stream.cli", "sql", query, "--format", "csv"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line.split(",") for line in result.stdout.splitlines()[1:]]
+
+
+def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -> None:
+    env = worker_env(tmp_path / "demo")
+    demo = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "up", "--demo", "--duration", "45", "--rate", "400",
+         "--drift-after", "24", "--window-seconds", "6"],
+        env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    out = demo.stdout
+    assert demo.returncode == 0, out[-3000:] + demo.stderr[-3000:]
+    assert "demo: " in out and "demo summary" in out
+    drift_at_ms = int(re.search(r"drift_at_ms=(\d+)", out).group(1))  # type: ignore[union-attr]
+
+    windows = _sql(env, "SELECT model_id, count() FROM driftwarden.window_metrics FINAL "
+                        "WHERE metric = 'predictions' GROUP BY model_id ORDER BY model_id")
+    assert [row[0] for row in windows] == ["credit-risk", "delivery-eta"]
+
+    detections = _sql(env, "SELECT model_id, signal, toUnixTimestamp64Milli(event_time) "
+                           "FROM driftwarden.drift_events FINAL")
+    early = [row for row in detections if int(row[2]) < drift_at_ms]
+    assert not early, f"detections before the injection: {early}"
+    assert {(row[0], row[1]) for row in detections} >= {("credit-risk", "error"), ("delivery-eta", "error")}
+
+    drifted = _sql(env, "SELECT model_id, feature, toUnixTimestamp64Milli(window_end) "
+                        "FROM driftwarden.feature_drift FINAL WHERE drifted = 1 AND feature NOT LIKE '\\\\_\\\\_%'")
+    assert not [row for row in drifted if int(row[2]) <= drift_at_ms], "feature drift before the injection"
+    for model_id, features in DRIFTED_FEATURES.items():
+        assert set(features) <= {row[1] for row in drifted if row[0] == model_id}
+
+    assert re.search(r"alerts\s+[1-9]", out)
+    assert "drifted inputs:" in out
+    broker = re.search(r"Kafka\s+(127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
+    assert not pids_with_cmdline(f"tcp://{broker}"), "the demo left its broker running"
