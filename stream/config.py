@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     sink_flush_seconds: float = Field(1.0, gt=0, description="at most about one insert per table this often")
-    checkpoint_seconds: float = Field(2.0, gt=0, description="how often stage state is checkpointed")
+    checkpoint_seconds: float = Field(5.0, gt=0, description="how often stage state is checkpointed")
     sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
 
     @field_validator("data_dir")

@@ -47,13 +47,13 @@ numerically and returned with their type (int or float).
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 __all__ = ["Expired", "JoinResult", "JoinState", "JoinStats", "PendingPrediction", "hash_ids"]
 
@@ -694,7 +694,7 @@ class JoinState:
             "records": list(self._records.values()),
         }
         specs = [[name, a.dtype.str, len(a)] for name, a in arrays.items()]
-        header = json.dumps({"meta": meta, "arrays": specs}, separators=(",", ":")).encode()
+        header = orjson.dumps({"meta": meta, "arrays": specs})
         return b"".join([_MAGIC, len(header).to_bytes(8, "little"), header,
                          *(np.ascontiguousarray(a).tobytes() for a in arrays.values())])
 
@@ -705,7 +705,7 @@ class JoinState:
             raise ValueError("not a JoinState snapshot (bad magic bytes)")
         pos = len(_MAGIC)
         size = int.from_bytes(data[pos:pos + 8], "little")
-        header = json.loads(data[pos + 8:pos + 8 + size])
+        header = orjson.loads(data[pos + 8:pos + 8 + size])
         meta = header["meta"]
         if meta["version"] != _SNAPSHOT_VERSION:
             raise ValueError(f"JoinState snapshot version {meta['version']} is not supported")

@@ -233,7 +233,7 @@ class WindowAccumulator:
             business=self.business,
         )
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez(buffer, **arrays)  # uncompressed: checkpoints run every few seconds, size matters less
         return buffer.getvalue()
 
     @classmethod
