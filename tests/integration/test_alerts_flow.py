@@ -70,7 +70,10 @@ def _labelled(worker: Any, window: int) -> float:
 def _feed(worker: Any, bootstrap: str, windows: list[tuple[int, float]]) -> None:
     for window, accuracy in windows:
         asyncio.run(_send(bootstrap, window_events(window, accuracy)))
-        wait_until(lambda w=window: _labelled(worker, w) == PER_WINDOW, 60, 0.2, f"window {window} labelled")
+        def labelled(w: int = window) -> bool:
+            return _labelled(worker, w) == PER_WINDOW
+
+        wait_until(labelled, 60, 0.2, f"window {window} labelled")
 
 
 def _alerts(bootstrap: str, expected: int) -> list[AlertEvent]:
