@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,7 +36,8 @@ def test_psi_matches_formula_with_zero_bins() -> None:
 def test_js_matches_scipy_with_zero_bins() -> None:
     r = jensen_shannon(REF, WIN)
     assert r.statistic == pytest.approx(jensenshannon(REF, WIN, base=2), abs=1e-9)
-    assert r.drifted
+    big = jensen_shannon(REF * 100, WIN * 100)  # same proportions, enough values for a verdict
+    assert big.statistic == pytest.approx(r.statistic, abs=1e-12) and big.drifted
     disjoint = jensen_shannon(np.array([50, 0]), np.array([0, 50]))
     assert disjoint.statistic == pytest.approx(1.0, abs=1e-12)
     assert jensen_shannon(REF, REF * 2).statistic == pytest.approx(0.0, abs=1e-7)
@@ -121,7 +123,7 @@ def test_small_windows_are_insufficient(n_win: int) -> None:
     for r in (psi(ref, win), jensen_shannon(ref, win), ks(ref, win), chi_square(ref, win)):
         assert r.insufficient and not r.drifted and math.isnan(r.statistic) and r.p_value is None
         assert r.n == n_win
-    assert not psi(ref, np.array([30, 0, 0])).insufficient
+    assert not psi(ref, np.array([60, 0, 0])).insufficient
 
 
 def test_empty_reference_is_insufficient() -> None:
@@ -179,3 +181,23 @@ def test_attribution_ranks_by_psi_and_skips_insufficient() -> None:
     ranked = attribution(results)
     assert [name for name, _ in ranked] == ["big", "small"]
     assert ranked[0][1] == results["big"][0].statistic
+
+
+@pytest.mark.parametrize(("test", "n", "threshold"), [(psi, 100, 0.2), (jensen_shannon, 200, 0.1)])
+def test_windows_too_small_for_the_threshold_give_no_verdict(test: Any, n: int, threshold: float) -> None:
+    """Small windows from the reference distribution itself exceed the thresholds often (PSI > 0.2 in ~3%
+    of 100-value windows, JS > 0.1 in ~27% of 200-value ones): no verdict there, only the statistic."""
+    rng = np.random.default_rng(5)
+    ref = np.full(10, 100)
+    results = [test(ref, rng.multinomial(n, np.full(10, 0.1)), threshold) for _ in range(300)]
+    assert all(r.insufficient and not r.drifted and np.isfinite(r.statistic) for r in results)
+    assert sum(r.statistic > threshold for r in results) > 0  # the raw statistic would have alarmed
+
+
+@pytest.mark.parametrize(("test", "n", "threshold"), [(psi, 300, 0.2), (jensen_shannon, 1500, 0.1)])
+def test_false_alarm_rate_of_large_enough_windows_is_small(test: Any, n: int, threshold: float) -> None:
+    rng = np.random.default_rng(6)
+    ref = np.full(10, 1000)
+    results = [test(ref, rng.multinomial(n, np.full(10, 0.1)), threshold) for _ in range(500)]
+    assert not any(r.insufficient for r in results)
+    assert sum(r.drifted for r in results) <= 2  # at most 0.4% of stationary windows
