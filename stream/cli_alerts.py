@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -296,23 +296,11 @@ async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT) -> No
 
 async def publish_silence(bootstrap: str, silence: Silence, timeout: float = _TIMEOUT) -> None:
     """Create the silences topic if needed, publish one record and wait until Kafka acknowledges it."""
+    from stream.cli_models import publish_record
+
     await ensure_silences_topic(bootstrap, timeout)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
-                                request_timeout_ms=int(timeout * 1000))
-    try:
-        with quiet_logger("aiokafka"):
-            await asyncio.wait_for(producer.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await producer.stop()
-        raise _unreachable(bootstrap, exc) from None
-    try:
-        key, value = encode(silence)
-        await producer.send_and_wait(SILENCES_TOPIC, value, key=key)
-    except KafkaError as exc:
-        raise UserError(f"publishing to {SILENCES_TOPIC!r} at {bootstrap} failed: {exc!r}") from None
-    finally:
-        await producer.stop()
+    key, value = encode(silence)
+    await publish_record(bootstrap, SILENCES_TOPIC, key, value, "the silence", timeout)
 
 
 async def read_silences(bootstrap: str, timeout: float = _TIMEOUT) -> tuple[Silences, int]:

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from stream.config import Settings
 from stream.contracts import ModelSpec
-from stream.errors import UserError
+from stream.errors import UserError, quiet_logger
 from stream.profiles import FeatureProfile, profile_file
 from stream.registry import RegisteredModel, Registry, encode
 
@@ -160,19 +160,26 @@ async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> 
 
 async def publish_model(bootstrap: str, topic: str, model: RegisteredModel, timeout: float = _TIMEOUT) -> None:
     """Publish one registration to the models topic and wait until Kafka acknowledges it."""
+    key, value = encode(model)
+    await publish_record(bootstrap, topic, key, value, f"model {model.spec.model_id!r}", timeout)
+
+
+async def publish_record(bootstrap: str, topic: str, key: bytes, value: bytes, what: str,
+                         timeout: float = _TIMEOUT) -> None:
+    """Publish one record and wait until every replica has it (acks=all); one-line errors."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
                                 max_request_size=16 * 1024 * 1024, request_timeout_ms=int(timeout * 1000))
     try:
-        await asyncio.wait_for(producer.start(), timeout)
+        with quiet_logger("aiokafka"):
+            await asyncio.wait_for(producer.start(), timeout)
     except (TimeoutError, KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await producer.stop()
         raise _unreachable(bootstrap, exc) from None
     try:
-        key, value = encode(model)
         await producer.send_and_wait(topic, value, key=key)
     except KafkaError as exc:
-        raise UserError(f"publishing model {model.spec.model_id!r} to {topic!r} failed: {exc!r}") from None
+        raise UserError(f"publishing {what} to {topic!r} at {bootstrap} failed: {exc!r}") from None
     finally:
         await producer.stop()
 

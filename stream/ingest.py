@@ -155,17 +155,18 @@ class Ingest:
         result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
                                                record.value, reason, error, self.limits))  # type: ignore[arg-type]
 
-    def _predictions(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
-        events, rejections = decode_predictions([r.value for r in records], self.limits)
+    def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult) -> list[tuple[RawRecord, Any]]:
+        """Valid events with their records; the others become dead letters."""
+        events, rejections = decode([r.value for r in records], self.limits)
         rejected = {r.index for r in rejections}
         for r in rejections:
             self._reject(result, records[r.index], r.reason, r.error)
-        accepted: list[tuple[RawRecord, PredictionEvent]] = []
         good = iter(events)
-        for i, record in enumerate(records):
-            if i in rejected:
-                continue
-            event = next(good)
+        return [(record, next(good)) for i, record in enumerate(records) if i not in rejected]
+
+    def _predictions(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
+        accepted: list[tuple[RawRecord, PredictionEvent]] = []
+        for record, event in self._decoded(records, decode_predictions, result):
             if event.model_id not in self.registry:
                 if not self.auto_register:
                     self._reject(result, record, "unregistered_model",
@@ -205,15 +206,7 @@ class Ingest:
                          offsets=[r.offset for r, _ in accepted])
 
     def _labels(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
-        events, rejections = decode_ground_truth([r.value for r in records], self.limits)
-        rejected = {r.index for r in rejections}
-        for r in rejections:
-            self._reject(result, records[r.index], r.reason, r.error)
-        accepted: list[tuple[RawRecord, GroundTruthEvent]] = []
-        good = iter(events)
-        for i, record in enumerate(records):
-            if i not in rejected:
-                accepted.append((record, next(good)))
+        accepted: list[tuple[RawRecord, GroundTruthEvent]] = self._decoded(records, decode_ground_truth, result)
         if not accepted:
             return
         join = self.join_for(partition)
