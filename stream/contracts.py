@@ -206,6 +206,15 @@ class FeatureSpec(BaseModel):
     categories: list[str] | None = Field(
         default=None, description="Expected categories of a categorical feature; others are unexpected."
     )
+    psi_threshold: float | None = Field(
+        default=None, gt=0, description="PSI threshold of this feature; None uses the model's monitor setting."
+    )
+    js_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="Jensen-Shannon distance threshold; None uses the model's."
+    )
+    p_value: float | None = Field(
+        default=None, gt=0, lt=1, description="KS / chi-square significance level; None uses the model's."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FeatureSpec:

@@ -19,6 +19,7 @@ the attribution and of the drift results the rules see (the output detector cove
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ class ModelMonitor:
         m = spec.monitor
         self.thresholds = Thresholds(psi=m.psi_threshold, js=m.js_threshold, alpha=m.p_value,
                                      min_samples=m.min_samples)  # fmt: skip
+        self.feature_thresholds = {
+            f.name: dataclasses.replace(
+                self.thresholds, psi=f.psi_threshold or self.thresholds.psi, js=f.js_threshold or self.thresholds.js,
+                alpha=f.p_value or self.thresholds.alpha)
+            for f in spec.features if (f.psi_threshold, f.js_threshold, f.p_value) != (None, None, None)
+        }
         self.retention_ms = (m.max_label_delay_seconds + m.allowed_lateness_seconds) * 1000 + self.window_ms
         given = {
             k: v if isinstance(v, FeatureProfile) else FeatureProfile.from_dict(v)
@@ -277,7 +284,7 @@ class ModelMonitor:
         for name, p in profiles.items():
             counts = sketch.counts.get(name) if sketch is not None else None
             window_counts = counts if counts is not None else np.zeros(p.n_bins, dtype=np.int64)
-            results[name] = compare(p, window_counts, len(profiles), self.thresholds)
+            results[name] = compare(p, window_counts, len(profiles), self.feature_thresholds.get(name, self.thresholds))
         acc = sketch.quality if sketch is not None else QualityAccumulator(self.specs, self.reference)
         quality = acc.results()
         inputs_only = {k: v for k, v in results.items() if k != self.pseudo}

@@ -414,3 +414,23 @@ def test_checkpoint_of_another_model_is_refused() -> None:
         ModelMonitor.from_bytes(raw, other)
     with pytest.raises(ValueError, match="not a model monitor checkpoint"):
         ModelMonitor.from_bytes(b"\x80\x05N.", other)
+
+
+def test_a_feature_threshold_overrides_the_model_threshold() -> None:
+    """income drifts by 1.5 std: with its own loose PSI and JS thresholds those two tests no longer flag it,
+    while KS (still at the model's p-value) and channel's PSI (the model's 0.2) do."""
+    sc = Scenario(models=("credit-risk",), seed=3, start_ms=T0, drift_at_ms=T0 + DRIFT_WINDOW * WINDOW_MS)
+    raw = sc.specs()[0]
+    for feature in raw["features"]:
+        if feature["name"] == "income":
+            feature.update(psi_threshold=1e6, js_threshold=1.0)
+    spec = ModelSpec.model_validate(raw)
+    monitor = ModelMonitor(spec)
+    _feed_predictions(monitor, sc.predictions(N_WINDOWS * 3000, rate_per_s=RATE))
+    last = N_WINDOWS - 1
+    report = monitor.close_window(spec.version, T0 + last * WINDOW_MS, T0 + (last + 1) * WINDOW_MS, {"": {}}, NOW)
+    rows = {(row[5], row[6]): row for row in report.feature_drift}
+    assert rows[("income", "psi")][9] == 1e6 and rows[("income", "psi")][7] > 0.2
+    assert rows[("income", "psi")][10] == 0 and rows[("income", "js")][10] == 0
+    assert rows[("income", "ks")][10] == 1
+    assert rows[("channel", "psi")][9] == 0.2 and rows[("channel", "psi")][10] == 1
