@@ -28,7 +28,7 @@ from stream.clickhouse import ClickHouse
 from stream.config import Settings
 from stream.contracts import AlertEvent, DeadLetter, Limits, ModelSpec
 from stream.errors import UserError
-from stream.ingest import Ingest, RawRecord
+from stream.ingest import Ingest, RawRecord, split_batch
 from stream.ingest_consumer import IngestConsumer
 from stream.monitoring_report import (
     DATA_QUALITY_COLUMNS,
@@ -371,7 +371,8 @@ class Runtime:
             await self.publish_model(model)
         outcome_rows: list[tuple[Any, ...]] = []
         for (model_id, _), batch in result.batches.items():
-            await self.topics["outcomes"].send(key=model_id.encode(), value=orjson.dumps(batch))
+            for chunk in split_batch(batch):
+                await self.topics["outcomes"].send(key=model_id.encode(), value=orjson.dumps(chunk))
             outcome_rows.extend(outcome_rows_of(batch))
         if outcome_rows:
             self.telemetry.outcomes.inc(len(outcome_rows))

@@ -60,6 +60,24 @@ class IngestResult:
         return found
 
 
+def split_batch(batch: dict[str, Any], max_items: int = 1000) -> list[dict[str, Any]]:
+    """Cut a batch record into records of at most ``max_items`` predictions and outcomes each, so that every
+    Kafka message stays well under the usual 1 MB limit (a prediction with 20 features is about 500 bytes).
+
+    >>> b = _new_batch("m", 0); b["preds"]["off"] = list(range(5)); b["outs"]["off"] = [7]
+    >>> [(len(c["preds"]["off"]), len(c["outs"]["off"])) for c in split_batch(b, max_items=2)]
+    [(2, 1), (2, 0), (1, 0)]
+    """
+    n = max(len(batch["preds"]["off"]), len(batch["outs"]["off"]))
+    if n <= max_items:
+        return [batch]
+    return [
+        {**batch, "preds": {k: v[lo:lo + max_items] for k, v in batch["preds"].items()},
+         "outs": {k: v[lo:lo + max_items] for k, v in batch["outs"].items()}}
+        for lo in range(0, n, max_items)
+    ]
+
+
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
