@@ -18,24 +18,30 @@ HashArray = npt.NDArray[np.uint64]
 
 
 class RecentIds:
-    """A set of 64-bit id hashes that forgets those added more than ``horizon`` items ago."""
+    """A set of 64-bit id hashes that forgets those added more than ``horizon`` items ago.
+
+    New ids go to a dict (cheap lookups); every ``flush_size`` of them are merged into one sorted array,
+    searched with numpy. Both carry the logical time (item count) at which each id was added.
+    """
+
+    flush_size = 65536
 
     def __init__(self, horizon: int = 2_000_000) -> None:
         self.horizon = horizon
         self.clock = 0
         self.keys: HashArray = np.zeros(0, np.uint64)
         self.stamps = np.zeros(0, np.int64)
-        self._pending: list[tuple[HashArray, npt.NDArray[np.int64]]] = []
-        self._pending_n = 0
+        self._recent: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return int(self.keys.size) + self._pending_n
+        return int(self.keys.size) + len(self._recent)
 
     def _compact(self) -> None:
-        if self._pending:
-            keys = np.concatenate([self.keys, *(k for k, _ in self._pending)])
-            stamps = np.concatenate([self.stamps, *(s for _, s in self._pending)])
-            self._pending, self._pending_n = [], 0
+        if self._recent:
+            n = len(self._recent)
+            keys = np.concatenate([self.keys, np.fromiter(self._recent.keys(), np.uint64, n)])
+            stamps = np.concatenate([self.stamps, np.fromiter(self._recent.values(), np.int64, n)])
+            self._recent = {}
         else:
             keys, stamps = self.keys, self.stamps
         keep = stamps > self.clock - self.horizon
@@ -52,28 +58,24 @@ class RecentIds:
         """
         if not ids:
             return np.zeros(0, bool)
-        if self._pending_n > 65536:
-            self._compact()
         hashes = hash_ids(ids)
-        seen = np.zeros(hashes.size, bool)
+        oldest = self.clock - self.horizon
         if self.keys.size:
             pos = np.minimum(np.searchsorted(self.keys, hashes), self.keys.size - 1)
-            seen |= (self.keys[pos] == hashes) & (self.stamps[pos] > self.clock - self.horizon)
-        for keys, stamps in self._pending:  # each chunk is sorted
-            pos = np.minimum(np.searchsorted(keys, hashes), keys.size - 1)
-            seen |= (keys[pos] == hashes) & (stamps[pos] > self.clock - self.horizon)
-        _, first = np.unique(hashes, return_index=True)
-        unique_in_batch = np.zeros(hashes.size, bool)
-        unique_in_batch[first] = True
-        fresh = ~seen & unique_in_batch
-        stamps = self.clock + np.arange(1, hashes.size + 1, dtype=np.int64)
-        self.clock += int(hashes.size)
-        if fresh.any():
-            keys, kept = hashes[fresh], stamps[fresh]
-            order = np.argsort(keys, kind="stable")
-            self._pending.append((keys[order], kept[order]))
-            self._pending_n += int(keys.size)
-        return fresh
+            seen = ((self.keys[pos] == hashes) & (self.stamps[pos] > oldest)).tolist()
+        else:
+            seen = [False] * hashes.size
+        recent = self._recent
+        fresh = [False] * hashes.size
+        clock = self.clock
+        for i, h in enumerate(hashes.tolist()):
+            if not seen[i] and recent.get(h, oldest) <= oldest:
+                fresh[i] = True
+                recent[h] = clock + i + 1
+        self.clock = clock + hashes.size
+        if len(recent) >= self.flush_size:
+            self._compact()
+        return np.asarray(fresh, dtype=bool)
 
     def to_arrays(self) -> tuple[int, int, HashArray, npt.NDArray[np.int64]]:
         self._compact()
