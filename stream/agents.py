@@ -26,7 +26,7 @@ from stream.alert_state import AlertTracker
 from stream.checkpoint import CheckpointStore
 from stream.clickhouse import ClickHouse
 from stream.config import Settings
-from stream.contracts import AlertEvent, DeadLetter, Limits, ModelSpec
+from stream.contracts import AlertEvent, DeadLetter, ModelSpec
 from stream.errors import UserError
 from stream.ingest import Ingest, RawRecord, split_batch
 from stream.ingest_consumer import IngestConsumer
@@ -92,7 +92,7 @@ class Runtime:
         self.telemetry = telemetry
         self.registry = Registry()
         self.ingest = Ingest(
-            self.registry, Limits(), settings.topic_predictions, settings.topic_ground_truth,
+            self.registry, settings.limits, settings.topic_predictions, settings.topic_ground_truth,
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
             auto_register=settings.unregistered_model == "auto_register",
         )

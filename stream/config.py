@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.contracts import Limits
+
 
 class Settings(BaseSettings):
     """Effective configuration of a Driftwarden worker; every default works on one machine."""
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
     webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
     webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
 
+    max_message_bytes: int = Field(65536, ge=1, description="larger messages are dead-lettered (too_large)")
+    max_string_length: int = Field(1024, ge=1, description="longest string value, in characters")
+    max_features: int = Field(500, ge=1, description="most features per prediction")
+    dead_letter_raw_bytes: int = Field(4096, ge=1, description="raw bytes kept per dead letter")
+
     web_host: str = Field("127.0.0.1", description="HTTP endpoint bind address")
     web_port: int = Field(6066, ge=0, le=65535, description="HTTP endpoint port (/healthz /readyz /metrics /sql)")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
@@ -68,6 +75,12 @@ class Settings(BaseSettings):
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap_servers
+
+    @property
+    def limits(self) -> Limits:
+        """The size limits of incoming messages (`stream.contracts.Limits`)."""
+        return Limits(max_message_bytes=self.max_message_bytes, max_string_length=self.max_string_length,
+                      max_features=self.max_features, dead_letter_raw_bytes=self.dead_letter_raw_bytes)
 
     @property
     def tansu(self) -> bool:
