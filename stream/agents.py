@@ -21,7 +21,7 @@ from typing import Any
 import faust
 import orjson
 
-from stream.aggregate import WINDOW_METRIC_COLUMNS, Aggregator, class_text, ms_to_dt
+from stream.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
 from stream.alert_state import AlertTracker
 from stream.checkpoint import CheckpointStore
 from stream.clickhouse import ClickHouse
@@ -36,7 +36,16 @@ from stream.monitoring_report import (
     FEATURE_DRIFT_COLUMNS,
     WindowReport,
 )
-from stream.registry import RegisteredModel, Registry, encode, infer_spec, spec_json
+from stream.registry import RegisteredModel, Registry, encode, infer_spec
+from stream.rows import (
+    ALERT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    JOIN_STATS_COLUMNS,
+    MODEL_COLUMNS,
+    OUTCOME_COLUMNS,
+    model_row,
+    outcome_rows_of,
+)
 from stream.silences import SILENCES_TOPIC, Silences
 from stream.sink import Sink
 from stream.tansu_compat import faust_overrides
@@ -45,37 +54,6 @@ from stream.webhook import WebhookSender, WebhookTarget
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "key", "raw", "reason", "error", "time")
-MODEL_COLUMNS = ("model_id", "model_version", "spec", "profile", "registered_at")
-OUTCOME_COLUMNS = ("prediction_id", "model_id", "model_version", "segment", "prediction_time", "label_time",
-                   "prediction", "label", "score", "business", "version")
-ALERT_COLUMNS = ("alert_id", "state", "severity", "model_id", "model_version", "segment", "rule", "metric",
-                 "observed", "threshold", "window_start", "window_end", "time", "message", "evidence_sql")
-JOIN_STATS_COLUMNS = ("partition", "metric", "value", "version", "updated_at")
-
-
-def outcome_rows_of(batch: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Rows for the ``outcomes`` table; version = label time, so a later label replaces an earlier one."""
-    o = batch["outs"]
-    model_id = batch["model_id"]
-    rows = []
-    for i in range(len(o["off"])):
-        score = o["score"][i]
-        rows.append((
-            o["pid"][i], model_id, o["ver"][i], segment_text(o["seg"][i]), ms_to_dt(o["ts"][i]),
-            ms_to_dt(o["lts"][i]), class_text(o["pred"][i]), class_text(o["label"][i]),
-            None if score != score else score, o["biz"][i], o["lts"][i],
-        ))
-    return rows
-
-
-def model_row(model: RegisteredModel) -> tuple[Any, ...]:
-    profile = orjson.dumps(model.profile).decode() if model.profile else ""
-    return (model.spec.model_id, model.spec.version, spec_json(model), profile, dt.datetime.now(dt.UTC))
-
-
-def segment_text(segment: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
 INGEST_BATCH = 5000
 AGGREGATE_BATCH = 200
 CHECKPOINT_MAX_HELD = 50_000  # records held un-acked before a checkpoint is forced

@@ -21,7 +21,6 @@ from unittest import mock
 import orjson
 
 import stream.ingest
-from stream.agents import OUTCOME_COLUMNS, outcome_rows_of
 from stream.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
 from stream.bench_kafka import murmur2_partitions, prediction_id_of
 from stream.checkpoint import CHECKPOINT_COLUMNS
@@ -32,6 +31,7 @@ from stream.join import JoinState
 from stream.monitoring import ModelMonitor
 from stream.monitoring_report import DATA_QUALITY_COLUMNS, DRIFT_EVENT_COLUMNS, FEATURE_DRIFT_COLUMNS
 from stream.registry import RegisteredModel, Registry
+from stream.rows import OUTCOME_COLUMNS, outcome_rows_of
 from stream.synthetic import bench_specs
 from stream.windows import WindowStore
 
