@@ -17,6 +17,8 @@ class Telemetry:
         self.outcomes = Counter("driftwarden_outcomes_total", "Predictions joined with their label", registry=r)
         self.replayed = Gauge("driftwarden_replayed_items", "Items dropped as replays by the aggregator",
                               registry=r)
+        self.too_late = Gauge("driftwarden_too_late_items", "Items for windows already evicted (dropped, counted)",
+                              registry=r)
         self.join_waiting = Gauge("driftwarden_join_waiting", "Predictions and labels waiting for the other side",
                                   registry=r)
         self.windows_open = Gauge("driftwarden_windows_open", "Windows held in memory", registry=r)

@@ -11,6 +11,7 @@ Segment ``""`` is the whole model; each declared segment field adds rows ``field
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class ModelClock:
     max_event_ms: int = 0
     watermark_ms: int = 0  # event time: max event time - allowed lateness; drives eviction
     idle_ms: int = 0  # wall clock - lateness while the stream idles; may close windows, never evicts them
+    # per input partition: (max event time, wall clock when last seen); the watermark follows the slowest
+    sources: dict[int, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,14 +86,15 @@ class WindowStore:
     def add_predictions(
         self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
         ts_ms: np.ndarray,
-        predictions: np.ndarray, scores: np.ndarray, latency_ms: np.ndarray,
+        predictions: np.ndarray, scores: np.ndarray, latency_ms: np.ndarray, source: int = 0,
     ) -> None:
         for key, idx in self._groups(model_id, versions, segments, ts_ms).items():
             sel = np.asarray(idx)
             self._window(key).add_predictions(predictions[sel], scores[sel], latency_ms[sel])
             self.dirty.add(key)
             self.changed.add(key)
-        self._observe(model_id, int(ts_ms.max()) if ts_ms.size else 0)
+        if ts_ms.size:
+            self._observe(model_id, int(ts_ms.max()), source)
 
     def add_outcomes(
         self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
@@ -104,11 +108,23 @@ class WindowStore:
             self.dirty.add(key)
             self.changed.add(key)
 
-    def _observe(self, model_id: str, max_ts_ms: int) -> None:
+    def _observe(self, model_id: str, max_ts_ms: int, source: int = 0) -> None:
+        """Advance the model's watermark: the max event time of its *slowest* input partition, minus lateness.
+
+        Partitions are read at different speeds; following the fastest one would evict windows that a slower
+        partition still has predictions for. A partition silent for a whole label delay stops holding it back.
+        """
         clock = self.clocks[model_id]
         clock.max_event_ms = max(clock.max_event_ms, max_ts_ms)
-        lateness = self.spec_for(model_id).monitor.allowed_lateness_seconds * 1000
-        clock.watermark_ms = max(clock.watermark_ms, clock.max_event_ms - lateness)
+        spec = self.spec_for(model_id)
+        now = time.time() * 1000
+        previous = clock.sources.get(source, (max_ts_ms, now))[0]
+        clock.sources[source] = (max(previous, max_ts_ms), now)
+        delay = spec.monitor.max_label_delay_seconds * 1000
+        live = [ts for ts, seen in clock.sources.values() if now - seen <= delay]
+        frontier = min(live) if live else clock.max_event_ms
+        lateness = spec.monitor.allowed_lateness_seconds * 1000
+        clock.watermark_ms = max(clock.watermark_ms, frontier - lateness)
 
     def advance_idle(self, now_ms: int) -> None:
         """The stream is idle: windows whose end is before wall-clock time minus lateness may close.
