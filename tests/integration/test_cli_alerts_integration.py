@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from stream.errors import UserError
 from stream.service import ensure_topics
 from stream.silences import SILENCES_TOPIC, Silences
 from tests.helpers import wait_until
+from tests.integration.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -41,28 +42,6 @@ def env(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWARDEN_")}
     return base | {"DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
                    "DRIFTWARDEN_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-
-
-async def raw_records(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
-    """Every record of ``topic`` as (partition, key, value), with a plain consumer, up to the high watermarks."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[tuple[int, bytes, bytes]] = []
-        for _ in range(200):
-            batches = await consumer.getmany(timeout_ms=200)
-            out += [(r.partition, r.key, r.value) for tp in tps for r in batches.get(tp, [])]
-            ends = [consumer.highwater(tp) for tp in tps]
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(end is not None and pos >= end for pos, end in zip(positions, ends, strict=True)):
-                return out
-        raise AssertionError(f"did not reach the end of {topic}")
-    finally:
-        await consumer.stop()
 
 
 async def topic_layout(bootstrap: str, topic: str) -> tuple[int, str]:
@@ -120,7 +99,7 @@ def test_silence_and_unsilence_publish_records_that_read_back(env: dict[str, str
     assert third.output.startswith("ended the silence of model fraud (all rules) (it ran until ")
 
     assert asyncio.run(topic_layout(bootstrap, SILENCES_TOPIC)) == (1, "compact")
-    records = asyncio.run(raw_records(bootstrap, SILENCES_TOPIC))
+    records = asyncio.run(read_topic(bootstrap, SILENCES_TOPIC))
     assert [key for _, key, _ in records] == [b"fraud|*", b"fraud|acc", b"fraud|*"]
     values = [orjson.loads(v) for _, _, v in records]
     user = getpass.getuser()
@@ -153,7 +132,7 @@ def test_silence_and_unsilence_publish_records_that_read_back(env: dict[str, str
     assert again.exit_code == 0, again.output
     assert again.output == ("model fraud (all rules) had no active silence; recorded its end anyway\n"
                             "active silences of model fraud: --rule 'acc'\n")
-    assert len(asyncio.run(raw_records(bootstrap, SILENCES_TOPIC))) == 4
+    assert len(asyncio.run(read_topic(bootstrap, SILENCES_TOPIC))) == 4
 
 
 def test_silence_without_kafka_is_one_line(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 from typer.testing import CliRunner
 
@@ -22,6 +21,7 @@ from stream.contracts import decode_ground_truth, decode_predictions
 from stream.embedded import EmbeddedBroker
 from stream.profiles import FeatureProfile
 from stream.service import ensure_topics
+from tests.integration.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -37,28 +37,6 @@ def kafka() -> Iterator[str]:
 @pytest.fixture
 def env(kafka: str, tmp_path: Path) -> dict[str, str]:
     return {"DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS": kafka, "DRIFTWARDEN_DATA_DIR": str(tmp_path / "data")}
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
-    """Every record of ``topic`` as (partition, key, value), read without a group up to the high watermarks."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[tuple[int, bytes, bytes]] = []
-        for _ in range(200):
-            batches = await consumer.getmany(timeout_ms=200)
-            out += [(r.partition, r.key, r.value) for records in batches.values() for r in records]
-            ends = [consumer.highwater(tp) for tp in tps]
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(end is not None and pos >= end for pos, end in zip(positions, ends, strict=True)):
-                return out
-        raise AssertionError(f"did not reach the end of {topic}")
-    finally:
-        await consumer.stop()
 
 
 def test_sdk_publishes_predictions_keyed_by_id(kafka: str, tmp_path: Path) -> None:
