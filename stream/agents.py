@@ -1,7 +1,7 @@
 """The Faust application and its agents: thin loops over streams that hand batches to the pure stages.
 
 ingest      predictions + ground_truth (co-partitioned by prediction_id) -> dead letters, internal batches;
-            (batches via noack_take, acked only after their checkpoint is in ClickHouse)
+            read with aiokafka in large batches (stream.ingest_consumer), not per message through Faust
 aggregate   internal topic (keyed by model) -> windows
 models      compacted models topic -> the registry every worker shares
 a timer     writes changed windows to ClickHouse (about once a second) and closes windows when idle
@@ -29,6 +29,7 @@ from stream.config import Settings
 from stream.contracts import AlertEvent, DeadLetter, ModelSpec
 from stream.errors import UserError
 from stream.ingest import Ingest, RawRecord, split_batch
+from stream.ingest_consumer import IngestConsumer
 from stream.monitoring_report import (
     DATA_QUALITY_COLUMNS,
     DRIFT_EVENT_COLUMNS,
@@ -53,7 +54,7 @@ from stream.webhook import WebhookSender, WebhookTarget
 
 log = logging.getLogger(__name__)
 
-INGEST_BATCH = 2000
+INGEST_BATCH = 5000
 AGGREGATE_BATCH = 200
 CHECKPOINT_MAX_HELD = 50_000  # records held un-acked before a checkpoint is forced
 
@@ -77,7 +78,7 @@ class Runtime:
         self.checkpoints = CheckpointStore(ch, sink)
         self.streams: dict[str, faust.StreamT[bytes]] = {}
         self.locks = {"ingest": asyncio.Lock(), "aggregate": asyncio.Lock()}
-        self.held: dict[str, list[faust.EventT[bytes]]] = {"ingest": [], "aggregate": []}
+        self.held: dict[str, list[faust.EventT[bytes]]] = {"aggregate": []}
         self.touched: dict[str, set[int]] = {"ingest": set(), "aggregate": set()}
         self.last_checkpoint = {"ingest": time.monotonic(), "aggregate": time.monotonic()}
         self.restored_ingest: set[int] = set()
@@ -92,6 +93,7 @@ class Runtime:
         self.consumed = 0
         self.started = False
         self.stopping = False
+        self.ingest_records_since_checkpoint = 0
         self.failure = ""
         self.on_failure: list[Callable[[], None]] = []
         self.on_started: list[Callable[[], Any]] = []
@@ -147,20 +149,14 @@ class Runtime:
                        "dead_letters": dead_letters, "models": models,
                        "alerts": alerts}
 
-        inputs = app.topic(s.topic_predictions, s.topic_ground_truth, partitions=s.topic_partitions)
+        self.ingest_consumer = IngestConsumer(
+            bootstrap, (s.topic_predictions, s.topic_ground_truth), f"{s.app_id}-ingest", tansu,
+            self.ingest_batch, self.checkpoint_ingest_locked, self.forget_ingest, self.locks["ingest"],
+            INGEST_BATCH)
 
-        @app.agent(inputs, name="ingest")
-        async def ingest(stream: faust.StreamT[bytes]) -> None:
-            self.streams["ingest"] = stream
-            async for events in stream.noack_take(INGEST_BATCH, within=0.1):  # type: ignore[attr-defined]
-                async with self.locks["ingest"], self.fatal_on_error("ingest"):
-                    await self.restore_ingest({e.message.partition for e in events})
-                    records = [RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                         e.message.value) for e in events]
-                    await self.handle_ingest(records)
-                    self.held["ingest"].extend(events)
-                    if self._checkpoint_due("ingest"):
-                        await self.checkpoint_ingest_locked()
+        @app.task
+        async def ingest() -> None:
+            await self.ingest_consumer.run()
 
         @app.agent(outcomes, name="aggregate")
         async def aggregate(stream: faust.StreamT[bytes]) -> None:
@@ -175,7 +171,6 @@ class Runtime:
                     self.held["aggregate"].extend(events)
                     self.last_event_monotonic = time.monotonic()
                     self.telemetry.replayed.set(sum(a.replayed for a in self.aggregators.values()))
-                    self.telemetry.too_late.set(sum(a.store.too_late for a in self.aggregators.values()))
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 
@@ -255,13 +250,16 @@ class Runtime:
         on every batch is checkpointed at once, so that wait always ends."""
         self.stopping = True
         if self.failure:  # a failed batch may be half applied: never checkpoint it
+            self.ingest_consumer.stopping = True
             return
         await self.checkpoint_ingest()
+        self.ingest_consumer.stopping = True
         async with self.locks["aggregate"]:
             await self.checkpoint_aggregate()
 
     def _checkpoint_due(self, stage: str) -> bool:
-        return (self.stopping or len(self.held[stage]) >= CHECKPOINT_MAX_HELD
+        held = self.ingest_records_since_checkpoint if stage == "ingest" else len(self.held[stage])
+        return (self.stopping or held >= CHECKPOINT_MAX_HELD
                 or time.monotonic() - self.last_checkpoint[stage] >= self.settings.checkpoint_seconds)
 
     async def restore_ingest(self, partitions: set[int]) -> None:
@@ -298,19 +296,36 @@ class Runtime:
         self.held[stage].clear()
         self.last_checkpoint[stage] = time.monotonic()
 
+    async def ingest_batch(self, records: list[RawRecord]) -> None:
+        """One batch from the ingest consumer (called with the ingest lock held)."""
+        async with self.fatal_on_error("ingest"):
+            await self.restore_ingest({r.partition for r in records})
+            self.ingest.sources = self.ingest_consumer.partitions
+            await self.handle_ingest(records)
+            if self._checkpoint_due("ingest"):
+                await self.checkpoint_ingest_locked()
+
+    def forget_ingest(self, partitions: set[int]) -> None:
+        """Drop the state of input partitions this worker lost in a rebalance (checkpointed just before)."""
+        for partition in partitions:
+            self.ingest.forget(partition)
+            self.restored_ingest.discard(partition)
+            self.touched["ingest"].discard(partition)
+
     async def checkpoint_ingest(self) -> None:
         async with self.locks["ingest"]:
             await self.checkpoint_ingest_locked()
 
     async def checkpoint_ingest_locked(self) -> None:
-        """Persist join state and offsets of the partitions read since the last checkpoint, then ack them."""
-        if not self.held["ingest"]:
-            self.last_checkpoint["ingest"] = time.monotonic()
+        """Persist join state and offsets of the partitions read since the last checkpoint, then commit."""
+        self.last_checkpoint["ingest"] = time.monotonic()
+        if not self.touched["ingest"]:
             return
-        await self.app.producer.flush()  # internal batches and dead letters are in Kafka before we ack
+        await self.app.producer.flush()  # internal batches and dead letters are in Kafka before we commit
         await self.checkpoints.save("ingest", [(p, *self.ingest.checkpoint(p)) for p in sorted(self.touched["ingest"])])
         self.touched["ingest"].clear()
-        await self._ack_held("ingest")
+        self.ingest_records_since_checkpoint = 0
+        await self.ingest_consumer.commit()
 
     async def checkpoint_aggregate(self) -> None:
         """Persist the windows of the partitions read since the last checkpoint, then ack them."""
@@ -327,6 +342,7 @@ class Runtime:
         self.last_event_monotonic = time.monotonic()
         result = self.ingest.process(records)
         self.touched["ingest"].update(r.partition for r in records)
+        self.ingest_records_since_checkpoint += len(records)
         self.consumed += len(records)
         for record in records:
             self.telemetry.records.labels(record.topic).inc()

@@ -100,7 +100,8 @@ class Aggregator:
                 scores = np.asarray(p["score"], dtype=np.float64)[idx]
                 self.store.add_predictions(
                     model_id, versions, [p["seg"][i] for i in idx], ts, preds, scores,
-                    np.asarray(p["lat"], dtype=np.float64)[idx], source=int(batch["partition"]))
+                    np.asarray(p["lat"], dtype=np.float64)[idx], source=int(batch["partition"]),
+                    sources=int(batch.get("sources", 0)))
                 self._record(model_id, self.monitor(model_id).add_predictions(
                     versions, ts, [p["feat"][i] for i in idx], scores, preds, self._positions(model_id, idx.size)))
                 self.predictions += idx.size
@@ -173,7 +174,8 @@ class Aggregator:
             "format": 1, "next_offset": self.next_offset,
             "windows": {_key_text(k): v for k, v in self._serialized.items() if k in self.store.windows},
             "dirty": [_key_text(k) for k in self.store.dirty], "closed": [_key_text(k) for k in self.store.closed],
-            "clocks": {m: (c.max_event_ms, c.watermark_ms, c.idle_ms, c.sources) for m, c in self.store.clocks.items()},
+            "clocks": {m: (c.max_event_ms, c.watermark_ms, c.idle_ms, c.sources, c.expected)
+                       for m, c in self.store.clocks.items()},
             "evicted_until": dict(self.store.evicted_until), "too_late": self.store.too_late,
             "recent": (horizon, clock, keys.tobytes(), stamps.tobytes()),
             "counts": (self.replayed, self.predictions, self.outcomes),
@@ -203,8 +205,10 @@ class Aggregator:
             out._serialized[key] = blob
         out.store.dirty = {_key_of(t) for t in state["dirty"]}
         out.store.closed = {_key_of(t) for t in state["closed"]}
-        for model_id, (max_event, watermark, idle, sources) in state["clocks"].items():
-            out.store.clocks[model_id] = ModelClock(max_event, watermark, idle, dict(sources))
+        now_ms = time.time() * 1000
+        for model_id, (max_event, watermark, idle, sources, *expected) in state["clocks"].items():
+            out.store.clocks[model_id] = ModelClock(max_event, watermark, idle, dict(sources), *expected)
+            out.store.clocks[model_id].refresh(now_ms)
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])
         out.store.too_late = state["too_late"]

@@ -98,6 +98,7 @@ class Ingest:
         self.topic_ground_truth = topic_ground_truth
         self.max_delay_ms = max_delay_ms
         self.duplicate_policy = duplicate_policy
+        self.sources = 0  # partitions of the input topics, when known: the aggregate stage waits for them all
         self.auto_register = auto_register
         self.joins: dict[int, JoinState] = {}
         self.next_offsets: dict[int, dict[str, int]] = {}  # partition -> topic -> next offset to apply
@@ -166,6 +167,8 @@ class Ingest:
                 self._predictions(partition, items, result)
             elif topic == self.topic_ground_truth:
                 self._labels(partition, items, result)
+        for batch in result.batches.values():
+            batch["sources"] = self.sources
         result.processed = len(records)
         return result
 

@@ -22,6 +22,8 @@ from stream.contracts import ModelSpec
 from stream.metrics import WindowAccumulator
 
 WindowKey = tuple[str, str, str, int]  # model_id, model_version, segment, window_start_ms
+# An input partition with no prediction of a model for this long (wall clock) stops holding its watermark back.
+SOURCE_IDLE_MS = 60_000
 
 
 def segment_keys(segment: Mapping[str, str], fields: Sequence[str]) -> list[str]:
@@ -40,6 +42,13 @@ class ModelClock:
     idle_ms: int = 0  # wall clock - lateness while the stream idles; may close windows, never evicts them
     # per input partition: (max event time, wall clock when last seen); the watermark follows the slowest
     sources: dict[int, tuple[int, float]] = field(default_factory=dict)
+    expected: int = 0  # input partitions 0..expected-1 exist: one not seen yet holds the watermark back
+    since: float = field(default_factory=lambda: time.time() * 1000)  # wall clock the clock started waiting
+
+    def refresh(self, now_ms: float) -> None:
+        """After a restore: nothing was read yet, so no partition has been silent for long."""
+        self.since = now_ms
+        self.sources = {p: (ts, now_ms) for p, (ts, _) in self.sources.items()}
 
 
 @dataclass
@@ -86,7 +95,7 @@ class WindowStore:
     def add_predictions(
         self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
         ts_ms: np.ndarray,
-        predictions: np.ndarray, scores: np.ndarray, latency_ms: np.ndarray, source: int = 0,
+        predictions: np.ndarray, scores: np.ndarray, latency_ms: np.ndarray, source: int = 0, sources: int = 0,
     ) -> None:
         for key, idx in self._groups(model_id, versions, segments, ts_ms).items():
             sel = np.asarray(idx)
@@ -94,7 +103,7 @@ class WindowStore:
             self.dirty.add(key)
             self.changed.add(key)
         if ts_ms.size:
-            self._observe(model_id, int(ts_ms.max()), source)
+            self._observe(model_id, int(ts_ms.max()), source, sources)
 
     def add_outcomes(
         self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]],
@@ -108,22 +117,27 @@ class WindowStore:
             self.dirty.add(key)
             self.changed.add(key)
 
-    def _observe(self, model_id: str, max_ts_ms: int, source: int = 0) -> None:
+    def _observe(self, model_id: str, max_ts_ms: int, source: int = 0, sources: int = 0) -> None:
         """Advance the model's watermark: the max event time of its *slowest* input partition, minus lateness.
 
-        Partitions are read at different speeds; following the fastest one would evict windows that a slower
-        partition still has predictions for. A partition silent for a whole label delay stops holding it back.
+        Partitions are read at different speeds (a batch consumer may read one partition's whole backlog
+        before another's first record); following the fastest would evict windows that a slower partition
+        still has predictions for. ``sources`` is the number of input partitions: one not seen yet holds the
+        watermark back like a slow one. A partition silent for `SOURCE_IDLE_MS` of wall-clock time (no
+        traffic for this model there) stops holding it back until it is seen again.
         """
         clock = self.clocks[model_id]
         clock.max_event_ms = max(clock.max_event_ms, max_ts_ms)
-        spec = self.spec_for(model_id)
+        clock.expected = max(clock.expected, sources)
         now = time.time() * 1000
         previous = clock.sources.get(source, (max_ts_ms, now))[0]
         clock.sources[source] = (max(previous, max_ts_ms), now)
-        delay = spec.monitor.max_label_delay_seconds * 1000
-        live = [ts for ts, seen in clock.sources.values() if now - seen <= delay]
+        if len(clock.sources) < clock.expected and now - clock.since <= SOURCE_IDLE_MS \
+                and any(p not in clock.sources for p in range(clock.expected)):
+            return
+        live = [ts for ts, seen in clock.sources.values() if now - seen <= SOURCE_IDLE_MS]
         frontier = min(live) if live else clock.max_event_ms
-        lateness = spec.monitor.allowed_lateness_seconds * 1000
+        lateness = self.spec_for(model_id).monitor.allowed_lateness_seconds * 1000
         clock.watermark_ms = max(clock.watermark_ms, frontier - lateness)
 
     def advance_idle(self, now_ms: int) -> None:

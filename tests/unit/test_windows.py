@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import time
 
+import numpy as np
+import pytest
+
+from stream import windows
 from stream.contracts import ModelSpec
 from stream.windows import WindowStore
 
@@ -34,3 +38,47 @@ def test_a_partition_read_ahead_does_not_evict_windows_a_slower_one_still_fills(
     assert ("m", "1", "", 0) in store.evict()  # both partitions past it: evicted now
     _add(store, [30_000], source=1)
     assert store.too_late == 1  # and a later item for it is counted, not re-created
+
+
+def _add_of(store: WindowStore, ts: list[int], source: int, sources: int) -> None:
+    n = len(ts)
+    store.add_predictions("m", ["1"] * n, [{}] * n, np.asarray(ts, dtype=np.int64), np.ones(n), np.full(n, np.nan),
+                          np.full(n, np.nan), source=source, sources=sources)
+
+
+def test_a_partition_not_read_yet_holds_the_watermark_back() -> None:
+    """A batch consumer can read one partition's whole backlog before another's first record arrives."""
+    store = WindowStore(lambda _: SPEC)
+    _add_of(store, [0], source=0, sources=2)
+    _add_of(store, [3_600_000], source=0, sources=2)  # partition 1 has not been read at all yet
+    assert store.clocks["m"].watermark_ms == 0
+    store.close_due()
+    store.take_dirty()
+    assert store.evict() == []
+    _add_of(store, [10_000], source=1, sources=2)
+    assert store.too_late == 0
+    assert store.windows[("m", "1", "", 0)].metrics()["predictions"][0] == 2
+    assert store.clocks["m"].watermark_ms == 10_000  # now the slower of the two
+
+
+def test_a_partition_silent_for_a_minute_stops_holding_the_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+    monkeypatch.setattr(windows.time, "time", lambda: now[0])
+    store = WindowStore(lambda _: SPEC)
+    _add_of(store, [0], source=0, sources=2)
+    now[0] += windows.SOURCE_IDLE_MS / 1000 - 1
+    _add_of(store, [600_000], source=0, sources=2)
+    assert store.clocks["m"].watermark_ms == 0  # partition 1 never seen, but not silent for long yet
+    now[0] += 2
+    _add_of(store, [700_000], source=0, sources=2)
+    assert store.clocks["m"].watermark_ms == 700_000  # silent too long: no traffic of this model there
+
+
+def test_a_restored_clock_waits_again_for_partitions_it_has_not_seen() -> None:
+    store = WindowStore(lambda _: SPEC)
+    _add_of(store, [5_000], source=1, sources=2)
+    clock = store.clocks["m"]
+    clock.since -= 2 * windows.SOURCE_IDLE_MS  # as if restored long after it was checkpointed
+    clock.refresh(time.time() * 1000)
+    _add_of(store, [3_600_000], source=1, sources=2)
+    assert clock.watermark_ms == 0
