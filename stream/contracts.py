@@ -47,6 +47,7 @@ __all__ = [
     "dead_letter",
     "decode_ground_truth",
     "decode_predictions",
+    "epoch_ms",
     "to_epoch_ms",
     "validate_ground_truth",
     "validate_prediction",
@@ -505,6 +506,14 @@ def validate_ground_truth(obj: Mapping[str, Any], limits: Limits = DEFAULT_LIMIT
     """Validate one ground-truth event given as a mapping; raise :class:`ContractError` if it is invalid."""
     event: GroundTruthEvent = _validate_one(obj, _event_models(limits)[1])
     return event
+
+
+_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(times: Sequence[datetime]) -> list[int]:
+    """`to_epoch_ms` of many validated event times at once (they are UTC-aware already)."""
+    return [(t - _EPOCH) // _MS if t.tzinfo is not None else to_epoch_ms(t) for t in times]
 
 
 def to_epoch_ms(dt: datetime) -> int:

@@ -23,7 +23,7 @@ from stream.contracts import (
     dead_letter,
     decode_ground_truth,
     decode_predictions,
-    to_epoch_ms,
+    epoch_ms,
 )
 from stream.join import JoinResult, JoinState
 from stream.registry import RegisteredModel, Registry, infer_spec
@@ -201,7 +201,7 @@ class Ingest:
             return
         join = self.join_for(partition)
         keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e in accepted]
-        ts = [to_epoch_ms(e.timestamp) for _, e in accepted]
+        ts = epoch_ms([e.timestamp for _, e in accepted])
         self._advance(partition, PREDICTIONS, max(ts))
         preds = [_label_text(e.prediction) for _, e in accepted]
         scores = [float("nan") if e.score is None else e.score for _, e in accepted]
@@ -231,7 +231,7 @@ class Ingest:
         if not accepted:
             return
         join = self.join_for(partition)
-        ts = [to_epoch_ms(e.timestamp) for _, e in accepted]
+        ts = epoch_ms([e.timestamp for _, e in accepted])
         self._advance(partition, GROUND_TRUTH, max(ts))
         joined = join.add_labels(
             [e.prediction_id for _, e in accepted], [_label_text(e.label) for _, e in accepted], ts,
@@ -242,23 +242,28 @@ class Ingest:
 
     def _emit_pairs(self, pairs: JoinResult, join: JoinState, partition: int, result: IngestResult, source: int,
                     offsets: list[int]) -> None:
+        segments: dict[int, dict[str, str]] = {}  # one parsed segment per model key, shared by its outcomes
+        sign, model_key, index = pairs.sign.tolist(), pairs.model_key.tolist(), pairs.index.tolist()
+        ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
         for i in range(len(pairs)):
-            if pairs.sign[i] < 0:  # retraction under the "latest" policy; windows cannot subtract yet
+            if sign[i] < 0:  # retraction under the "latest" policy; windows cannot subtract yet
                 result.retractions += 1
                 continue
-            model_id, version, segment = join.lookup(int(pairs.model_key[i]))
-            batch = result.batch(model_id, partition)
-            o = batch["outs"]
+            key = model_key[i]
+            model_id, version, segment = join.lookup(key)
+            if key not in segments:
+                segments[key] = orjson.loads(segment) if segment else {}
+            o = result.batch(model_id, partition)["outs"]
             o["src"].append(source)
-            o["off"].append(offsets[int(pairs.index[i])])
+            o["off"].append(offsets[index[i]])
             o["pid"].append(pairs.ids[i])
             o["ver"].append(version)
-            o["seg"].append(orjson.loads(segment) if segment else {})
-            o["ts"].append(int(pairs.ts_ms[i]))
-            o["lts"].append(int(pairs.label_ts_ms[i]))
+            o["seg"].append(segments[key])
+            o["ts"].append(ts_ms[i])
+            o["lts"].append(label_ts_ms[i])
             o["label"].append(pairs.label[i])
             o["pred"].append(pairs.prediction[i])
-            o["score"].append(float(pairs.score[i]))
+            o["score"].append(score[i])
             o["biz"].append(dict(pairs.business[i]))
 
 

@@ -122,6 +122,10 @@ def _assert_matches_offline(got: dict[str, Any], offline: dict[str, Any]) -> Non
 
 def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> None:
     messages, offline = dataset()
+    labelled = {orjson.loads(v)["prediction_id"] for topic, _, v in messages if topic == "ground_truth"}
+    prediction_times = {(e["prediction_id"], e["timestamp"]) for e in
+                        (orjson.loads(v) for topic, _, v in messages if topic == "predictions")
+                        if e["prediction_id"] in labelled}
 
     with EmbeddedBroker() as broker:
         clean = _start_registered(make_worker, "clean", broker)
@@ -129,9 +133,12 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         wait_until(lambda: _complete(clean, offline), 120, 0.5, "all windows in ClickHouse")
         baseline = _metrics(clean)
         dead = clean.sql("SELECT count() AS n FROM driftwarden.dead_letters")[0]["n"]
+        outcomes = clean.sql("SELECT prediction_id, toUnixTimestamp64Milli(prediction_time) AS t "
+                             "FROM driftwarden.outcomes FINAL")
         assert clean.stop() == 0
     _assert_matches_offline(baseline, offline)
     assert dead == 0
+    assert {(r["prediction_id"], r["t"]) for r in outcomes} == prediction_times
 
     with EmbeddedBroker() as broker:
         crashed = _start_registered(make_worker, "crashed", broker)
