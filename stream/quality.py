@@ -87,6 +87,9 @@ class Columns:
     undeclared: dict[str, int] = field(default_factory=dict)
 
 
+_PLAIN_NUMBERS = frozenset({float, int})  # not bool: type(True) is bool
+
+
 def _codes(col: np.ndarray) -> np.ndarray:
     return np.fromiter(map(_TYPE_CODE.get, map(type, col), repeat(_OTHER)), dtype=np.int8, count=len(col))
 
@@ -125,10 +128,22 @@ def _add_column(out: Columns, spec: FeatureSpec, col: np.ndarray) -> None:
 
 def to_columns(records: Sequence[Mapping[str, object]], specs: Sequence[FeatureSpec]) -> Columns:
     """Turn a batch of feature dicts into :class:`Columns` (one pass per declared feature)."""
-    out = Columns(n=len(records))
+    n = len(records)
+    out = Columns(n=n)
     for spec in specs:
-        col = np.empty(len(records), dtype=object)
-        col[:] = [r.get(spec.name, _MISSING_KEY) for r in records]
+        values = [r.get(spec.name, _MISSING_KEY) for r in records]
+        types = set(map(type, values))
+        if n and spec.kind == "numeric" and types <= _PLAIN_NUMBERS:  # the common case, without type codes
+            x = np.array(values, dtype=np.float64)
+            out.numeric[spec.name], out.missing[spec.name] = x, np.isnan(x)
+            out.mismatch[spec.name], out.absent[spec.name] = np.zeros(n, dtype=bool), 0
+            continue
+        col = np.empty(n, dtype=object)
+        col[:] = values
+        if n and spec.kind == "categorical" and types == {str}:
+            out.categorical[spec.name], out.missing[spec.name] = col, np.zeros(n, dtype=bool)
+            out.mismatch[spec.name], out.absent[spec.name] = np.zeros(n, dtype=bool), 0
+            continue
         _add_column(out, spec, col)
     declared = {s.name for s in specs}
     for key in set().union(*records) - declared if records else ():

@@ -5,9 +5,11 @@ import pytest
 
 from stream.profiles import profile_categorical, profile_numeric
 from stream.quality import (
+    Columns,
     FeatureSpec,
     QualityAccumulator,
     QualityRow,
+    _add_column,
     columns_from_arrays,
     to_columns,
 )
@@ -158,3 +160,25 @@ def test_columns_from_arrays_matches_records() -> None:
     assert from_arrays.results() == from_records.results()
     r = rows_by(from_arrays.results())
     assert r["plan", "never_present"].value == 1.0 and r["age", "out_of_range_rate"].count == 1
+
+
+@pytest.mark.parametrize("values", [
+    [1.5, 2, float("nan"), -3.25],  # plain numbers: the fast path
+    [1.5, None, "x", True],  # mixed: the typed path
+    ["a", "b", "c", "a"],
+    ["a", None, 3, float("nan")],
+])
+def test_the_fast_column_path_equals_the_typed_one(values: list[object]) -> None:
+    specs = [FeatureSpec("num", "numeric"), FeatureSpec("cat", "categorical")]
+    fast = to_columns([{"num": v, "cat": v} for v in values], specs)
+    for spec in specs:
+        col = np.empty(len(values), dtype=object)
+        col[:] = values
+        typed = Columns(n=len(values))
+        _add_column(typed, spec, col)
+        for part in ("numeric", "categorical", "missing", "mismatch"):
+            got, want = getattr(fast, part).get(spec.name), getattr(typed, part).get(spec.name)
+            assert (got is None) == (want is None), (part, spec.name)
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+        assert fast.absent[spec.name] == typed.absent[spec.name]

@@ -9,7 +9,7 @@ import pytest
 
 from stream import windows
 from stream.contracts import ModelSpec
-from stream.windows import WindowStore
+from stream.windows import WindowStore, segment_keys
 
 SPEC = ModelSpec.model_validate({
     "model_id": "m", "task": "regression",
@@ -82,3 +82,31 @@ def test_a_restored_clock_waits_again_for_partitions_it_has_not_seen() -> None:
     clock.refresh(time.time() * 1000)
     _add_of(store, [3_600_000], source=1, sources=2)
     assert clock.watermark_ms == 0
+
+
+def test_grouping_matches_a_plain_loop_over_events() -> None:
+    """Versions, segment fields some events lack, several windows and an evicted horizon, against the
+    per-event definition: every event in (version, window) and in one row per declared field it carries."""
+    spec = ModelSpec.model_validate({"model_id": "m", "task": "regression", "segment_fields": ["region", "tier"],
+                                     "monitor": {"window_seconds": 60}})
+    store = WindowStore(lambda _: spec)
+    store.evicted_until["m"] = 60_000
+    rng = np.random.default_rng(3)
+    n = 500
+    ts = rng.integers(0, 400_000, n)
+    versions = [str(v) for v in rng.integers(1, 4, n)]
+    segments = [{k: v for k, v in (("region", f"r{rng.integers(3)}"), ("tier", f"t{rng.integers(2)}"),
+                                   ("other", "x")) if rng.random() < 0.7} for _ in range(n)]
+    expected: dict[tuple[str, str, str, int], list[int]] = {}
+    late = 0
+    for i in range(n):
+        start = int(ts[i] - ts[i] % 60_000)
+        if start < 60_000:
+            late += 1
+            continue
+        for seg in segment_keys(segments[i], ["region", "tier"]):
+            expected.setdefault(("m", versions[i], seg, start), []).append(i)
+    got = store._groups("m", versions, segments, ts)
+    assert {k: [int(i) for i in v] for k, v in got.items()} == expected
+    assert store.too_late == late > 0
+    assert store._groups("m", [], [], np.zeros(0, np.int64)) == {}
