@@ -13,6 +13,7 @@ RELATIVE_ERROR = 0.01
 _ALPHA = 0.0099  # a hair under RELATIVE_ERROR so float rounding at bucket edges stays within it
 _GAMMA = (1.0 + _ALPHA) / (1.0 - _ALPHA)
 _LOG_GAMMA = math.log(_GAMMA)
+_PENDING_MAX = 65_536
 
 
 def _interpolated_quantiles(
@@ -42,44 +43,68 @@ class LogSketch:
 
     def __init__(self, max_buckets: int = 2048) -> None:
         self.max_buckets = max_buckets
-        self.keys = np.zeros(0, np.int64)
-        self.counts = np.zeros(0, np.int64)
+        self._keys = np.zeros(0, np.int64)
+        self._counts = np.zeros(0, np.int64)
         self.zeros = 0
+        # Bucket keys added since the last read: merging them in on every small batch cost more than
+        # counting them (np.unique per call); they are merged at the next read or past _PENDING_MAX.
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+
+    @property
+    def keys(self) -> np.ndarray:
+        self._settle()
+        return self._keys
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._settle()
+        return self._counts
 
     @property
     def count(self) -> int:
-        return self.zeros + int(self.counts.sum())
+        return self.zeros + self._n_pending + int(self._counts.sum())
 
     def add(self, values: np.ndarray) -> None:
         """Count finite non-negative ``values`` (the caller filters them)."""
         positive = values[values > 0]
         self.zeros += int(values.size - positive.size)
         if positive.size:
-            keys = np.ceil(np.log(positive) / _LOG_GAMMA).astype(np.int64)
-            self._absorb(keys, np.ones(keys.size, np.int64))
+            self._pending.append(np.ceil(np.log(positive) / _LOG_GAMMA).astype(np.int64))
+            self._n_pending += positive.size
+            if self._n_pending > _PENDING_MAX:
+                self._settle()
 
     def merge(self, other: LogSketch) -> None:
         self.zeros += other.zeros
         self._absorb(other.keys, other.counts)
 
+    def _settle(self) -> None:
+        if self._pending:
+            keys = np.concatenate(self._pending)
+            self._pending, self._n_pending = [], 0
+            self._absorb(keys, np.ones(keys.size, np.int64))
+
     def _absorb(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        self._settle()
         if keys.size == 0:
             return
-        unique, inverse = np.unique(np.concatenate([self.keys, keys]), return_inverse=True)
-        summed = np.bincount(inverse, weights=np.concatenate([self.counts, counts])).astype(np.int64)
+        unique, inverse = np.unique(np.concatenate([self._keys, keys]), return_inverse=True)
+        summed = np.bincount(inverse, weights=np.concatenate([self._counts, counts])).astype(np.int64)
         excess = unique.size - self.max_buckets
         if excess > 0:
             summed[excess] += summed[:excess].sum()
             unique, summed = unique[excess:], summed[excess:]
-        self.keys, self.counts = unique, summed
+        self._keys, self._counts = unique, summed
 
     def value_at_rank(self, ranks: np.ndarray) -> np.ndarray:
         """Estimate of the order statistics at 0-based ``ranks`` (each below `count`)."""
-        if self.keys.size == 0:
+        keys, counts = self.keys, self.counts
+        if keys.size == 0:
             return np.zeros(ranks.shape)
-        cumulative = self.zeros + np.cumsum(self.counts)
-        bucket = np.minimum(np.searchsorted(cumulative, ranks, side="right"), self.keys.size - 1)
-        estimate = 2.0 * np.power(_GAMMA, self.keys[bucket].astype(np.float64)) / (_GAMMA + 1.0)
+        cumulative = self.zeros + np.cumsum(counts)
+        bucket = np.minimum(np.searchsorted(cumulative, ranks, side="right"), keys.size - 1)
+        estimate = 2.0 * np.power(_GAMMA, keys[bucket].astype(np.float64)) / (_GAMMA + 1.0)
         return np.where(ranks < self.zeros, 0.0, estimate)
 
     def quantiles(self, qs: np.ndarray) -> np.ndarray:
@@ -95,8 +120,8 @@ class LogSketch:
         sketch = cls(int(array[1]))
         sketch.zeros = int(array[0])
         half = (array.size - 2) // 2
-        sketch.keys = array[2 : 2 + half].astype(np.int64)
-        sketch.counts = array[2 + half :].astype(np.int64)
+        sketch._keys = array[2 : 2 + half].astype(np.int64)
+        sketch._counts = array[2 + half :].astype(np.int64)
         return sketch
 
 

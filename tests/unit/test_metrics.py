@@ -370,3 +370,29 @@ def test_state_size_is_bounded_by_sketches_not_events() -> None:
     assert acc.metrics()["predictions"] == (100000.0, 100000)
     assert acc.latency.keys.size < 1000
     assert len(acc.to_bytes()) < 64_000
+
+
+def test_log_sketch_counts_small_batches_the_same_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small adds are merged lazily (at a read, or past a pending limit): same buckets, counts and quantiles."""
+    monkeypatch.setattr("stream.metrics_sketch._PENDING_MAX", 500)
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.lognormal(1.0, 2.0, 3000), np.zeros(40)])
+    whole, pieces = LogSketch(), LogSketch()
+    whole.add(values)
+    added = 0
+    for chunk in np.array_split(values, 97):
+        pieces.add(chunk)
+        added += chunk.size
+        assert pieces.count == added  # counted before the merge
+    assert pieces.count == whole.count == values.size
+    qs = np.array([0.0, 0.1, 0.5, 0.9, 0.99, 1.0])
+    np.testing.assert_array_equal(pieces.quantiles(qs), whole.quantiles(qs))
+    np.testing.assert_array_equal(pieces.to_array(), whole.to_array())
+    merged = LogSketch()
+    merged.add(values[:10])  # pending on both sides of a merge
+    rest = LogSketch()
+    rest.add(values[10:])
+    merged.merge(rest)
+    np.testing.assert_array_equal(merged.to_array(), whole.to_array())
+    exact = np.percentile(values, qs * 100)
+    assert np.all(np.abs(pieces.quantiles(qs) - exact) <= RELATIVE_ERROR * exact + 1e-12)
