@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
@@ -344,8 +345,8 @@ class Runtime:
         self.touched["ingest"].update(r.partition for r in records)
         self.ingest_records_since_checkpoint += len(records)
         self.consumed += len(records)
-        for record in records:
-            self.telemetry.records.labels(record.topic).inc()
+        for topic, count in Counter(r.topic for r in records).items():
+            self.telemetry.records.labels(topic).inc(count)
         for model in result.registered:
             await self.publish_model(model)
         outcome_rows: list[tuple[Any, ...]] = []
