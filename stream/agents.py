@@ -172,6 +172,7 @@ class Runtime:
                     self.held["aggregate"].extend(events)
                     self.last_event_monotonic = time.monotonic()
                     self.telemetry.replayed.set(sum(a.replayed for a in self.aggregators.values()))
+                    self.telemetry.too_late.set(sum(a.store.too_late for a in self.aggregators.values()))
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 

@@ -245,12 +245,12 @@ class Bench:
         naive = None if o.skip_naive else self.run_naive(bootstrap, total)
         worker = self.run_worker(bootstrap, len(predictions), len(labels))
 
-        from stream.bench_stages import join_bytes_per_waiting_prediction, run_stages
+        from stream.bench_stages import INGEST_BATCH, join_bytes_per_waiting_prediction, run_stages
         from stream.clickhouse import ClickHouse
         from stream.migrations import migrate
 
         self.say("stage profile: the same events through the pure stages in this process (timed, then cProfiled)")
-        batches_per_s = max(1.0, worker.events_per_s / 2000)  # the worker's timers: flush 1 s, checkpoint 2 s
+        batches_per_s = max(1.0, worker.events_per_s / INGEST_BATCH)  # on the worker's flush/checkpoint timers
         ch = ClickHouse(f"chdb://{self.workdir / 'stages-clickhouse'}", s.clickhouse_database)
         try:
             migrate(ch, s.outcomes_ttl_days)

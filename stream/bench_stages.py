@@ -37,7 +37,7 @@ from stream.windows import WindowStore
 
 STAGES = ("decode/validate", "join", "internal topic", "metrics/windows", "detectors/monitoring",
           "aggregate other", "sink", "checkpoint")
-INGEST_BATCH = 2000  # stream.agents.INGEST_BATCH
+INGEST_BATCH = 5000  # stream.agents.INGEST_BATCH (the ingest consumer's getmany() batch)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from typing import Any
 
@@ -97,6 +98,12 @@ def _metrics(worker: Any) -> dict[str, Any]:
     return dict(out)
 
 
+def _gauge(worker: Any, name: str) -> float:
+    with urllib.request.urlopen(worker.url + "/metrics") as response:
+        lines = response.read().decode().splitlines()
+    return float(next(line.split()[-1] for line in lines if line.startswith(name + " ")))
+
+
 def _complete(worker: Any, offline: dict[str, Any]) -> bool:
     got = _metrics(worker)
     return all(key in got and got[key].get("predictions", (0,))[0] == row["predictions"]
@@ -135,9 +142,11 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         dead = clean.sql("SELECT count() AS n FROM driftwarden.dead_letters")[0]["n"]
         outcomes = clean.sql("SELECT prediction_id, toUnixTimestamp64Milli(prediction_time) AS t "
                              "FROM driftwarden.outcomes FINAL")
+        too_late = _gauge(clean, "driftwarden_too_late_items")
         assert clean.stop() == 0
     _assert_matches_offline(baseline, offline)
     assert dead == 0
+    assert too_late == 0
     assert {(r["prediction_id"], r["t"]) for r in outcomes} == prediction_times
 
     with EmbeddedBroker() as broker:
