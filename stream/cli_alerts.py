@@ -34,7 +34,8 @@ from rich.text import Text
 
 from stream.config import Settings
 from stream.contracts import AlertEvent
-from stream.errors import UserError, quiet_logger
+from stream.errors import UserError
+from stream.kafka_clients import start, started_reader
 from stream.silences import SILENCES_TOPIC, Silence, Silences, create, encode, ended, resolve_until
 
 __all__ = [
@@ -179,25 +180,6 @@ def _utc_text(value: datetime) -> str:
 # ---- Kafka ----------------------------------------------------------------------------------------------
 
 
-def _unreachable(bootstrap: str, exc: BaseException) -> UserError:
-    return UserError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): is `driftwarden up` running?")
-
-
-async def _started_consumer(bootstrap: str, timeout: float) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=100, request_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        with quiet_logger("aiokafka"):
-            await asyncio.wait_for(consumer.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        raise _unreachable(bootstrap, exc) from None
-    return consumer
-
-
 async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
     ends = [consumer.highwater(tp) for tp in tps]
     positions = [await consumer.position(tp) for tp in tps]
@@ -209,7 +191,7 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> 
 
     A missing topic reads as empty.
     """
-    consumer = await _started_consumer(bootstrap, timeout)
+    consumer = await started_reader(bootstrap, timeout)
     out: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -239,7 +221,7 @@ async def follow(bootstrap: str, topic: str, from_beginning: bool = False, timeo
     ``from_beginning``; ``on_ready`` is called once positioned. Use with ``contextlib.aclosing`` so the consumer
     is stopped when the caller stops early.
     """
-    consumer = await _started_consumer(bootstrap, timeout)
+    consumer = await started_reader(bootstrap, timeout)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -272,13 +254,7 @@ async def follow(bootstrap: str, topic: str, from_beginning: bool = False, timeo
 async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT) -> None:
     """Create the compacted, one-partition silences topic if it is missing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    try:
-        with quiet_logger("aiokafka"):
-            await asyncio.wait_for(admin.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await admin.close()
-        raise _unreachable(bootstrap, exc) from None
+    await start(admin, bootstrap, timeout)
     try:
         if SILENCES_TOPIC in await admin.list_topics():
             return

@@ -8,7 +8,6 @@ applied in order, so the latest registration of a model id wins even where compa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
@@ -26,7 +25,8 @@ from rich.text import Text
 
 from stream.config import Settings
 from stream.contracts import ModelSpec
-from stream.errors import UserError, quiet_logger
+from stream.errors import UserError
+from stream.kafka_clients import start, started_reader
 from stream.profiles import FeatureProfile, profile_file
 from stream.registry import RegisteredModel, Registry, encode
 
@@ -121,16 +121,7 @@ def profile_summary(model: RegisteredModel) -> dict[str, Any]:
 
 async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> tuple[Registry, int]:
     """Read the models topic from its start to its high watermark; return the registry and bad records skipped."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=100, request_timeout_ms=int(timeout * 1000),
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        raise _unreachable(bootstrap, exc) from None
+    consumer = await started_reader(bootstrap, timeout)
     registry, bad = Registry(), 0
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -169,23 +160,13 @@ async def publish_record(bootstrap: str, topic: str, key: bytes, value: bytes, w
     """Publish one record and wait until every replica has it (acks=all); one-line errors."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
                                 max_request_size=16 * 1024 * 1024, request_timeout_ms=int(timeout * 1000))
-    try:
-        with quiet_logger("aiokafka"):
-            await asyncio.wait_for(producer.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await producer.stop()
-        raise _unreachable(bootstrap, exc) from None
+    await start(producer, bootstrap, timeout)
     try:
         await producer.send_and_wait(topic, value, key=key)
     except KafkaError as exc:
         raise UserError(f"publishing {what} to {topic!r} at {bootstrap} failed: {exc!r}") from None
     finally:
         await producer.stop()
-
-
-def _unreachable(bootstrap: str, exc: BaseException) -> UserError:
-    return UserError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): is `driftwarden up` running?")
 
 
 def _settings() -> Settings:
