@@ -157,7 +157,8 @@ class Runtime:
 
         @app.task
         async def ingest() -> None:
-            await self.ingest_consumer.run()
+            async with self.fatal_on_error("ingest"):  # e.g. the consumer failing: stop, do not read on silently
+                await self.ingest_consumer.run()
 
         @app.agent(outcomes, name="aggregate")
         async def aggregate(stream: faust.StreamT[bytes]) -> None:
