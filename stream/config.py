@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     topic_dead_letters: str = "dead_letters"
     topic_models: str = "models"
     topic_outcomes: str = Field("driftwarden-outcomes", description="internal: outcomes re-keyed by model")
-    app_id: str = Field("driftwarden", description="Kafka consumer group and Faust application id")
+    app_id: str = Field("driftwarden",
+                        description="Faust application id and consumer group; the ingest group is <app_id>-ingest")
 
     data_dir: Path = Field(Path(".driftwarden"), description="local state: chdb data, Faust tables, lock")
     clickhouse_dsn: str | None = Field(
