@@ -29,6 +29,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             value Float64, samples UInt64, version UInt64, updated_at {_TS}
         ) ENGINE = ReplacingMergeTree(version)
         ORDER BY (model_id, model_version, segment, window_start, metric)""",
+        # The TTL also applies when a part is written: outcomes whose prediction is older than it (a replayed
+        # backlog) are dropped on insert, not only by later merges.
         f"""CREATE TABLE IF NOT EXISTS {{db}}.outcomes (
             prediction_id String, model_id LowCardinality(String), model_version LowCardinality(String),
             segment String, prediction_time {_TS}, label_time {_TS}, prediction String, label String,
