@@ -18,7 +18,7 @@ import orjson
 
 from stream.contracts import ModelSpec
 from stream.detectors import Detection
-from stream.metrics import WindowAccumulator
+from stream.metrics import Metrics, WindowAccumulator
 from stream.monitoring import ModelMonitor
 from stream.monitoring_report import WindowReport, detection_row
 from stream.replay import RecentIds
@@ -62,6 +62,7 @@ class Aggregator:
         self.predictions = 0
         self.outcomes = 0
         self._serialized: dict[WindowKey, bytes] = {}
+        self._computed: dict[WindowKey, Metrics] = {}  # metrics tick() computed, for the window_rows() after it
 
     def monitor(self, model_id: str) -> ModelMonitor:
         found = self.monitors.get(model_id)
@@ -80,6 +81,7 @@ class Aggregator:
 
     def apply(self, batch: Mapping[str, Any], offset: int | None = None) -> None:
         """Apply one internal batch record (``offset``: its offset on the internal topic, if known)."""
+        self._computed.clear()
         if offset is not None:
             if offset < self.next_offset:
                 self.replayed += 1
@@ -131,25 +133,38 @@ class Aggregator:
         rows: list[tuple[Any, ...]] = []
         for (model_id, model_version, segment, start), end, acc in self.store.take_dirty():
             start_dt, end_dt = ms_to_dt(start), ms_to_dt(end)
-            for metric, (value, samples) in acc.metrics().items():
+            computed = self._computed.get((model_id, model_version, segment, start))
+            for metric, (value, samples) in (acc.metrics() if computed is None else computed).items():
                 rows.append((model_id, model_version, segment, start_dt, end_dt, metric, float(value),
                              int(samples), version, now))
+        self._computed.clear()
         return rows
 
     def tick(self, now_ms: int, idle: bool, close_all: bool = False) -> list[WindowReport]:
         """Advance watermarks (wall clock when idle), close due windows (drift tests, quality, rules), evict
-        expired ones; return one report per newly closed (model, version, window). ``close_all`` closes every
-        open window (the end of a finite run, such as the demo)."""
+        expired ones; return one report per newly closed (model, version, window), and one with the alerts of
+        each closed window changed since the last write (its metric rules re-evaluated: late labels). Call
+        before `window_rows`, which clears the changes. ``close_all`` closes every open window (the end of a
+        finite run, such as the demo)."""
         if idle or close_all:
             self.store.advance_idle(2**62 if close_all else now_ms)
-        closed = self.store.close_due()
+        self._computed.clear()
+        newly = {(k[0], k[1], k[3]) for k in self.store.close_due()}
+        revised = {(k[0], k[1], k[3]) for k in self.store.dirty if k in self.store.closed} - newly
+        segments: dict[tuple[str, str, int], dict[str, Metrics]] = {w: {} for w in newly | revised}
+        for key, acc in self.store.windows.items():
+            found = segments.get((key[0], key[1], key[3]))
+            if found is not None:
+                found[key[2]] = self._computed[key] = acc.metrics()
         reports = []
-        for model_id, version, start in sorted({(k[0], k[1], k[3]) for k in closed}):
-            spec = self.spec_for(model_id)
-            end = start + spec.monitor.window_seconds * 1000
-            metrics = {k[2]: acc.metrics() for k, acc in self.store.windows.items()
-                       if k[0] == model_id and k[1] == version and k[3] == start}
-            reports.append(self.monitor(model_id).close_window(version, start, end, metrics, ms_to_dt(now_ms)))
+        for (model_id, version, start), metrics in sorted(segments.items()):
+            end = start + self.spec_for(model_id).monitor.window_seconds * 1000
+            monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
+            if (model_id, version, start) in newly:
+                reports.append(monitor.close_window(version, start, end, metrics, now))
+            else:  # closed earlier and changed since it was last written: late labels
+                reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
+                                            alerts=monitor.revise_window(version, start, end, metrics, now)))
         for model_id, monitor in self.monitors.items():  # late events for windows already reported: drop
             for version, start in monitor.open_windows():
                 if (model_id, version, "", start) in self.store.closed or start < self.store.evicted_until.get(

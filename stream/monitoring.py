@@ -29,14 +29,22 @@ from typing import Any
 import numpy as np
 
 from stream.alert_state import AlertTracker
-from stream.contracts import ModelSpec
+from stream.contracts import AlertEvent, ModelSpec
 from stream.detectors import Detection, DetectorParams, SignalMonitor
 from stream.drift_stats import TestResult, Thresholds, attribution, compare
 from stream.monitoring_reference import ReferenceBuilder
 from stream.monitoring_report import WindowReport, drift_rows, ms_to_datetime, quality_rows
 from stream.profiles import FeatureProfile, bin_counts
 from stream.quality import FeatureSpec, QualityAccumulator, to_columns
-from stream.rules import DriftResult, MetricHistory, WindowInputs, evaluate_all, parse_rules
+from stream.rules import (
+    DriftResult,
+    MetricHistory,
+    RelativeRule,
+    ThresholdRule,
+    WindowInputs,
+    evaluate_all,
+    parse_rules,
+)
 
 __all__ = ["ModelMonitor"]
 
@@ -324,6 +332,33 @@ class ModelMonitor:
             detections=hits,
             samples=0 if sketch is None else sketch.n,
         )
+
+    def revise_window(
+        self,
+        model_version: str,
+        window_start_ms: int,
+        window_end_ms: int,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+    ) -> list[AlertEvent]:
+        """Re-evaluate the metric rules (threshold, relative) of a window closed earlier whose metrics late
+        labels (or late predictions) changed, and record its new metrics for later baselines.
+
+        Labels often arrive hours after the window closed, so at its close a window may have too few labelled
+        outcomes for a performance rule. Drift, quality and detector rules keep the verdict of the close: their
+        inputs do not change with labels. The alert tracker recognises a re-observed window, so an unchanged
+        verdict emits nothing.
+        """
+        rules = [r for r in self.rules if isinstance(r, ThresholdRule | RelativeRule)]
+        if not rules:
+            return []
+        start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
+        alerts: list[AlertEvent] = []
+        for seg in ["", *sorted(s for s in metrics_by_segment if s != "")]:
+            inputs = WindowInputs(self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
+                                  (), (), ())
+            alerts += self.tracker.observe(inputs, evaluate_all(rules, inputs, self.history), now)
+        return alerts
 
     # --- checkpoints --------------------------------------------------------------------------------------
 

@@ -434,3 +434,15 @@ def test_a_feature_threshold_overrides_the_model_threshold() -> None:
     assert rows[("income", "psi")][10] == 0 and rows[("income", "js")][10] == 0
     assert rows[("income", "ks")][10] == 1
     assert rows[("channel", "psi")][9] == 0.2 and rows[("channel", "psi")][10] == 1
+
+
+def test_late_labels_re_evaluate_metric_rules_of_a_closed_window_once() -> None:
+    """At close the window has too few labels for the rule; labels arriving later make it fire, once."""
+    rule = {"name": "low-acc", "kind": "threshold", "metric": "accuracy", "op": "<", "value": 0.8,
+            "min_samples": 50}  # fmt: skip
+    mon = ModelMonitor(small_spec().model_copy(update={"rules": [rule]}))
+    assert mon.close_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.2, 5)}}, NOW).alerts == []
+    assert mon.revise_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.3, 40)}}, NOW) == []
+    fired = mon.revise_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.4, 200)}}, NOW)
+    assert [(a.rule, a.state, a.observed) for a in fired] == [("low-acc", "firing", 0.4)]
+    assert mon.revise_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.41, 210)}}, NOW) == []
