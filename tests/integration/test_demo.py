@@ -1,5 +1,6 @@
-"""`driftwarden up --demo` end to end: both drifts detected after the injection (never before), the drifted
-inputs named, alerts printed, window rows for both models readable with `driftwarden sql` afterwards."""
+"""`driftwarden up --demo` end to end: both drifts detected after the injection (detectors never before, feature
+tests at most once by chance), the drifted inputs named, alerts printed, window rows for both models readable
+with `driftwarden sql` afterwards."""
 
 from __future__ import annotations
 
@@ -47,7 +48,12 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
 
     drifted = _sql(env, "SELECT model_id, feature, toUnixTimestamp64Milli(window_end) "
                         "FROM driftwarden.feature_drift FINAL WHERE drifted = 1 AND feature NOT LIKE '\\\\_\\\\_%'")
-    assert not [row for row in drifted if int(row[2]) <= drift_at_ms], "feature drift before the injection"
+    # Each window tests every input at a Bonferroni level of 0.01 per window, so a pre-drift window flags one
+    # by chance now and then: 0.2-0.4% of windows at the demo's ~1,200 events per window and model,
+    # i.e. a few runs in 100 have one early flag (benchmarks/feature_drift_false_alarms.py). Two would mean the
+    # tests are miscalibrated.
+    early_drift = [row for row in drifted if int(row[2]) <= drift_at_ms]
+    assert len(early_drift) <= 1, f"feature drift before the injection: {early_drift}"
     for model_id, features in DRIFTED_FEATURES.items():
         assert set(features) <= {row[1] for row in drifted if row[0] == model_id}
 
