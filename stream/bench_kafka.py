@@ -12,6 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.contracts import ModelSpec
+from stream.kafka_clients import at_end
 from stream.registry import RegisteredModel, encode
 from stream.synthetic import bench_specs
 
@@ -151,17 +152,9 @@ async def consume_ceiling(bootstrap: str, topics: Sequence[str], timeout: float 
                     orjson.loads(message.value)  # type: ignore[arg-type]
                 count += len(messages)
             progress(count)
-            if await _at_end(consumer, tps):
+            if await at_end(consumer, tps):
                 break
         seconds = time.perf_counter() - began
     finally:
         await consumer.stop()
     return Ceiling(count, seconds)
-
-
-async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
-    for tp in tps:
-        high = consumer.highwater(tp)
-        if high is None or await consumer.position(tp) < high:
-            return False
-    return True

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stream import kafka_clients
 from stream.config import Settings
 from stream.contracts import AlertEvent
 from stream.errors import UserError
@@ -180,37 +181,9 @@ def _utc_text(value: datetime) -> str:
 # ---- Kafka ----------------------------------------------------------------------------------------------
 
 
-async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
-    ends = [consumer.highwater(tp) for tp in tps]
-    positions = [await consumer.position(tp) for tp in tps]
-    return all(end is not None and pos >= end for end, pos in zip(ends, positions, strict=True))
-
-
 async def read_to_end(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> list[ConsumerRecord[Any, Any]]:
-    """Every record of ``topic`` from its start to its high watermarks, in partition then offset order.
-
-    A missing topic reads as empty.
-    """
-    consumer = await started_reader(bootstrap, timeout)
-    out: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout
-        while True:
-            batches = await consumer.getmany(*tps, timeout_ms=200)
-            for tp, records in batches.items():
-                out.setdefault(tp, []).extend(records)
-            if await _at_end(consumer, tps):
-                return [r for tp in tps for r in out.get(tp, [])]
-            if time.monotonic() > deadline:
-                raise UserError(f"reading topic {topic!r} at {bootstrap} did not finish within {timeout:.0f} s")
-    finally:
-        await consumer.stop()
+    """Every record of ``topic`` from its start to its high watermarks (see `stream.kafka_clients.read_to_end`)."""
+    return await kafka_clients.read_to_end(bootstrap, topic, timeout)
 
 
 async def follow(bootstrap: str, topic: str, from_beginning: bool = False, timeout: float = _TIMEOUT,

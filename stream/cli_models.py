@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
@@ -26,7 +25,7 @@ from rich.text import Text
 from stream.config import Settings
 from stream.contracts import ModelSpec
 from stream.errors import UserError
-from stream.kafka_clients import start, started_reader
+from stream.kafka_clients import read_to_end, start
 from stream.profiles import FeatureProfile, profile_file
 from stream.registry import RegisteredModel, Registry, encode
 
@@ -121,32 +120,13 @@ def profile_summary(model: RegisteredModel) -> dict[str, Any]:
 
 async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> tuple[Registry, int]:
     """Read the models topic from its start to its high watermark; return the registry and bad records skipped."""
-    consumer = await started_reader(bootstrap, timeout)
     registry, bad = Registry(), 0
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return registry, 0
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout
-        while True:
-            batches = await consumer.getmany(*tps, timeout_ms=200)
-            for tp in tps:
-                for record in batches.get(tp, []):
-                    try:
-                        registry.apply_message(record.key, record.value)
-                    except (ValidationError, ValueError):
-                        bad += 1
-            ends = [consumer.highwater(tp) for tp in tps]
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(end is not None and pos >= end for end, pos in zip(ends, positions, strict=True)):
-                return registry, bad
-            if time.monotonic() > deadline:
-                raise UserError(f"reading topic {topic!r} at {bootstrap} did not finish within {timeout:.0f} s")
-    finally:
-        await consumer.stop()
+    for record in await read_to_end(bootstrap, topic, timeout):
+        try:
+            registry.apply_message(record.key, record.value)
+        except (ValidationError, ValueError):
+            bad += 1
+    return registry, bad
 
 
 async def publish_model(bootstrap: str, topic: str, model: RegisteredModel, timeout: float = _TIMEOUT) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -38,3 +39,40 @@ async def started_reader(bootstrap: str, timeout: float) -> AIOKafkaConsumer:
     )
     await start(consumer, bootstrap, timeout)
     return consumer
+
+
+async def at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+    """Whether the consumer's position has reached the high watermark of every partition in ``tps`` (as seen
+    in the last fetch responses: tansu's ListOffsets(latest) is not reliable)."""
+    for tp in tps:
+        high = consumer.highwater(tp)
+        if high is None or await consumer.position(tp) < high:
+            return False
+    return True
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout: float) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of ``topic`` from its start to its high watermarks, in partition then offset order.
+
+    A missing topic reads as empty.
+    """
+    consumer = await started_reader(bootstrap, timeout)
+    out: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            batches = await consumer.getmany(*tps, timeout_ms=200)
+            for tp, records in batches.items():
+                out.setdefault(tp, []).extend(records)
+            if await at_end(consumer, tps):
+                return [r for tp in tps for r in out.get(tp, [])]
+            if time.monotonic() > deadline:
+                raise UserError(f"reading topic {topic!r} at {bootstrap} did not finish within {timeout:.0f} s")
+    finally:
+        await consumer.stop()
