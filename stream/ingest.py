@@ -207,15 +207,15 @@ class Ingest:
         scores = [float("nan") if e.score is None else e.score for _, e in accepted]
         joined = join.add_predictions([e.prediction_id for _, e in accepted], keys, ts, preds, scores)
         duplicates = set(joined.rejected.tolist())
-        columns: dict[str, dict[str, list[Any]]] = {}
+        preds_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's prediction columns
         for i, (record, event) in enumerate(accepted):
             if i in duplicates:
                 self._reject(result, record, "duplicate_prediction_id",
                              f"prediction_id {event.prediction_id!r} was already received: ids must be unique")
                 continue
-            p = columns.get(event.model_id)
+            p = preds_of.get(event.model_id)
             if p is None:
-                p = columns[event.model_id] = result.batch(event.model_id, partition)["preds"]
+                p = preds_of[event.model_id] = result.batch(event.model_id, partition)["preds"]
             p["off"].append(record.offset)
             p["pid"].append(event.prediction_id)
             p["ver"].append(event.model_version)
@@ -245,7 +245,7 @@ class Ingest:
     def _emit_pairs(self, pairs: JoinResult, join: JoinState, partition: int, result: IngestResult, source: int,
                     offsets: list[int]) -> None:
         segments: dict[int, dict[str, str]] = {}  # one parsed segment per model key, shared by its outcomes
-        outs: dict[str, dict[str, list[Any]]] = {}
+        outs_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's outcome columns
         sign, model_key, index = pairs.sign.tolist(), pairs.model_key.tolist(), pairs.index.tolist()
         ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
         for i in range(len(pairs)):
@@ -256,9 +256,9 @@ class Ingest:
             model_id, version, segment = join.lookup(key)
             if key not in segments:
                 segments[key] = orjson.loads(segment) if segment else {}
-            o = outs.get(model_id)
+            o = outs_of.get(model_id)
             if o is None:
-                o = outs[model_id] = result.batch(model_id, partition)["outs"]
+                o = outs_of[model_id] = result.batch(model_id, partition)["outs"]
             o["src"].append(source)
             o["off"].append(offsets[index[i]])
             o["pid"].append(pairs.ids[i])

@@ -37,8 +37,10 @@ from stream.monitoring_report import WindowReport, drift_rows, ms_to_datetime, q
 from stream.profiles import FeatureProfile, bin_counts
 from stream.quality import FeatureSpec, QualityAccumulator, to_columns
 from stream.rules import (
+    AnyRule,
     DriftResult,
     MetricHistory,
+    QualityCheck,
     RelativeRule,
     ThresholdRule,
     WindowInputs,
@@ -307,16 +309,7 @@ class ModelMonitor:
             d for d in self.detections
             if d.version == model_version and window_start_ms <= d.event_time_ms < window_end_ms
         ]  # fmt: skip
-        alerts = []
-        segments = ["", *sorted(s for s in metrics_by_segment if s != "")]
-        for seg in segments:
-            whole = seg == ""
-            inputs = WindowInputs(
-                self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
-                drift if whole else (), hits if whole else (), quality if whole else (),
-            )  # fmt: skip
-            conditions = evaluate_all(self.rules, inputs, self.history)
-            alerts += self.tracker.observe(inputs, conditions, now)
+        alerts = self._evaluate(self.rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
         cutoff = window_end_ms - self.retention_ms
         self.detections = [d for d in self.detections if d.event_time_ms >= cutoff]
         return WindowReport(
@@ -353,10 +346,29 @@ class ModelMonitor:
         if not rules:
             return []
         start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
+        return self._evaluate(rules, model_version, start, end, metrics_by_segment, now)
+
+    def _evaluate(
+        self,
+        rules: Sequence[AnyRule],
+        model_version: str,
+        start: datetime,
+        end: datetime,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+        drift: Sequence[DriftResult] = (),
+        hits: Sequence[Detection] = (),
+        quality: Sequence[QualityCheck] = (),
+    ) -> list[AlertEvent]:
+        """``rules`` over the whole model (segment ``""``, with the drift, detector and quality results) and
+        every other segment of the window (metrics only); the alert events the tracker emits."""
         alerts: list[AlertEvent] = []
         for seg in ["", *sorted(s for s in metrics_by_segment if s != "")]:
-            inputs = WindowInputs(self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
-                                  (), (), ())
+            whole = seg == ""
+            inputs = WindowInputs(
+                self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
+                drift if whole else (), hits if whole else (), quality if whole else (),
+            )  # fmt: skip
             alerts += self.tracker.observe(inputs, evaluate_all(rules, inputs, self.history), now)
         return alerts
 
