@@ -9,9 +9,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.contracts import Limits
-from stream.ingest import Ingest, RawRecord
-from stream.registry import Registry
+from stream.contracts.events import Limits
+from stream.contracts.registry import Registry
+from stream.pipeline.ingest import Ingest, RawRecord
 
 T0 = 1_767_225_600_000
 
