@@ -12,6 +12,9 @@ thread; ``send_*`` validates and encodes in the caller's thread and hands the by
 loop drains (one wake-up per batch, not per message), so it is about as fast as the async producer.
 
 Delivery failures are counted (``failed``) and reported by ``flush()`` as a :class:`DeliveryError`.
+
+Receivers of Driftwarden's alert webhook check requests with :func:`verify_webhook` (Standard Webhooks
+signatures; stale timestamps, i.e. replays, are rejected).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from stream.contracts import (
 )
 from stream.errors import UserError
 from stream.registry import RegisteredModel, encode
+from stream.webhook_signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "AsyncProducer",
@@ -52,9 +56,11 @@ __all__ = [
     "DeliveryError",
     "Producer",
     "Send",
+    "WebhookVerificationError",
     "encode_ground_truth",
     "encode_prediction",
     "resolve_bootstrap",
+    "verify_webhook",
 ]
 
 Send = Callable[[str, bytes, bytes], object]

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     )
 
     webhook_url: str | None = Field(None, description="POST every alert at or above the severity here")
-    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
+    webhook_secret: str = Field(
+        "", description="Standard Webhooks signing secret: whsec_<base64> or any text; empty = unsigned")
     webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
 
     max_message_bytes: int = Field(65536, ge=1, description="larger messages are dead-lettered (too_large)")
