@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stream.alertmanager import AlertmanagerSender
-from stream.contracts import AlertEvent
+from stream.alerts.alertmanager import AlertmanagerSender
+from stream.contracts.events import AlertEvent
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.alertmanager import AlertmanagerSender, alertmanager_alert
+from stream.alerts.alertmanager import AlertmanagerSender, alertmanager_alert
 from stream.config import Settings
-from stream.contracts import AlertEvent
+from stream.contracts.events import AlertEvent
 from tests.helpers import free_port
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

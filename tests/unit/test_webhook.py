@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
+from stream.alerts.webhook import WebhookSender, WebhookTarget
 from stream.client import verify_webhook
-from stream.contracts import AlertEvent
-from stream.webhook import WebhookSender, WebhookTarget
+from stream.contracts.events import AlertEvent
 
 SECRET = "s3cret"
 
