@@ -21,6 +21,7 @@ from stream.contracts.events import (
     Limits,
     ModelSpec,
     PredictionEvent,
+    Reason,
     dead_letter,
     decode_ground_truth,
     decode_predictions,
@@ -49,8 +50,34 @@ class RawRecord:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (or a headers-only record)
+    headers: tuple[tuple[str, bytes | None], ...] = ()
     timestamp_ms: int = 0  # the Kafka record's timestamp (when it was received); 0: unknown, use the wall clock
+
+
+def unusable(record: RawRecord) -> tuple[Reason, str] | None:
+    """Why a record cannot be an event before its value is even read (no value, an empty one, no key), or None.
+
+    A record without a key is dead-lettered: its partition was not chosen by ``prediction_id``, so its other
+    side may sit in another partition and the pair would never be joined.
+
+    >>> unusable(RawRecord("predictions", 0, 7, b"p-1", None))
+    ('null_value', 'the record has a null value (a tombstone): an event must be a JSON object')
+    >>> unusable(RawRecord("predictions", 0, 7, None, b"{}"))[0]
+    'null_key'
+    """
+    value = record.value
+    if value is None:
+        if record.headers:
+            return "headers_only", (f"the record has {len(record.headers)} header(s) and no value: "
+                                    "an event must be in the value")
+        return "null_value", "the record has a null value (a tombstone): an event must be a JSON object"
+    if not value:
+        return "empty_value", "the record value is empty (0 bytes): an event must be a JSON object"
+    if record.key is None:
+        return "null_key", ("the record has no key: key it by prediction_id (UTF-8) so that a prediction and "
+                            "its label land in the same partition")
+    return None
 
 
 def _segment_text(segment: dict[str, str]) -> str:
@@ -63,6 +90,8 @@ class IngestResult:
     batches: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     registered: list[RegisteredModel] = field(default_factory=list)
     processed: int = 0
+    accepted: int = 0  # records that became events (the others are dead letters or replays)
+    replayed: int = 0
     retractions: int = 0
 
     def batch(self, model_id: str, partition: int) -> dict[str, Any]:
@@ -226,12 +255,19 @@ class Ingest:
         """Screen every record first (nothing changes), then apply the accepted ones."""
         result = IngestResult()
         by_source: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
+        unkept: list[RawRecord] = []  # dead-lettered before decoding: their offsets still advance
         replayed = 0
         for record in records:
             position = self.next_offsets.get(record.partition, {}).get(record.topic, 0)
             if record.offset < position:
                 replayed += 1  # already in the restored checkpoint
                 continue
+            if not record.value or record.key is None:
+                why = unusable(record)
+                if why is not None:
+                    self._reject(result, record, *why)
+                    unkept.append(record)
+                    continue
             by_source[(record.topic, record.partition)].append(record)
         screened: list[tuple[int, str, Any]] = []
         pending: dict[str, ModelSpec] = {}  # models first seen in this batch, registered once one is accepted
@@ -242,9 +278,13 @@ class Ingest:
                 screened.append((partition, topic, self._screen_labels(items, result, now_ms)))
         try:  # apply: from here on an error is not one record's fault
             self.replayed += replayed
+            result.replayed += replayed
             for (topic, partition), items in by_source.items():
                 positions = self.next_offsets.setdefault(partition, {})
-                positions[topic] = max(positions.get(topic, 0), max(r.offset for r in items) + 1)
+                positions[topic] = max(positions.get(topic, 0), items[-1].offset + 1)
+            for record in unkept:
+                positions = self.next_offsets.setdefault(record.partition, {})
+                positions[record.topic] = max(positions.get(record.topic, 0), record.offset + 1)
             for partition, topic, accepted in screened:
                 if not accepted:
                     continue
@@ -256,14 +296,14 @@ class Ingest:
             raise StageFailure(f"the ingest stage failed while applying a batch: {describe(exc)}") from exc
         return result
 
-    def _reject(self, result: IngestResult, record: RawRecord, reason: str, error: str) -> None:
+    def _reject(self, result: IngestResult, record: RawRecord, reason: Reason, error: str) -> None:
         result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
-                                               record.value, reason, error, self.limits))  # type: ignore[arg-type]
+                                               record.value, reason, error, self.limits))
 
     def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult,
                  now_ms: int) -> list[tuple[RawRecord, Any, int]]:
         """Valid events with their records and event times (epoch ms); the others become dead letters."""
-        events, rejections = decode([r.value for r in records], self.limits)
+        events, rejections = decode([r.value for r in records], self.limits)  # values are non-empty bytes
         rejected = {r.index for r in rejections}
         for r in rejections:
             self._reject(result, records[r.index], r.reason, r.error)
@@ -364,11 +404,13 @@ class Ingest:
             p["score"].append(scores[i])
             p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
             p["feat"].append(event.features)
+        result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
                          records=[r for r, _, _ in accepted])
 
     def _labels(self, partition: int, accepted: list[tuple[RawRecord, GroundTruthEvent, int]],
                 result: IngestResult) -> None:
+        result.accepted += len(accepted)
         join = self.join_for(partition)
         ts = [t for _, _, t in accepted]
         self._advance(partition, GROUND_TRUTH, max(ts))
@@ -428,6 +470,8 @@ def _merged(results: list[IngestResult]) -> IngestResult:
         out.dead_letters.extend(part.dead_letters)
         out.registered.extend(part.registered)
         out.retractions += part.retractions
+        out.accepted += part.accepted
+        out.replayed += part.replayed
         for key, batch in part.batches.items():
             into = out.batch(*key)
             for side in ("preds", "outs"):

@@ -46,7 +46,7 @@ class Pipeline:
         for topic, values in zip(TOPICS, (predictions, labels), strict=True):
             for value in values:
                 raw = value if isinstance(value, bytes) else orjson.dumps(value)
-                records.append(RawRecord(topic, 0, self.offsets[topic], None, raw, NOW_MS))
+                records.append(RawRecord(topic, 0, self.offsets[topic], b"k", raw, timestamp_ms=NOW_MS))
                 self.offsets[topic] += 1
         result = self.ingest.process(records)
         self.dead.extend(result.dead_letters)
@@ -134,10 +134,10 @@ def test_the_receive_time_is_the_kafka_record_time_capped_by_the_wall_clock() ->
     ingest = Ingest(Registry(), Limits(), *TOPICS, max_delay_ms=1000, bounds=IngestBounds(max_future_skew_ms=1000))
     old_record = NOW_MS - 86_400_000
     raw = orjson.dumps(prediction("p", ts=old_record + 5000))
-    assert [d.reason for d in ingest.process([RawRecord("predictions", 0, 0, None, raw, old_record)]).dead_letters] \
-        == ["timestamp_in_future"]
+    early = ingest.process([RawRecord("predictions", 0, 0, b"p", raw, timestamp_ms=old_record)])
+    assert [d.reason for d in early.dead_letters] == ["timestamp_in_future"]
     liar = orjson.dumps(prediction("q", ts=NOW_MS + 86_400_000))
-    lied = ingest.process([RawRecord("predictions", 0, 1, None, liar, NOW_MS + 2 * 86_400_000)])
+    lied = ingest.process([RawRecord("predictions", 0, 1, b"q", liar, timestamp_ms=NOW_MS + 2 * 86_400_000)])
     assert [d.reason for d in lied.dead_letters] == ["timestamp_in_future"]
 
 
