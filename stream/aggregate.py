@@ -164,7 +164,8 @@ class Aggregator:
                 reports.append(monitor.close_window(version, start, end, metrics, now))
             else:  # closed earlier and changed since it was last written: late labels
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
-                                            alerts=monitor.revise_window(version, start, end, metrics, now)))
+                                            alerts=monitor.revise_window(version, start, end, metrics, now),
+                                            revised=True))
         for model_id, monitor in self.monitors.items():  # late events for windows already reported: drop
             for version, start in monitor.open_windows():
                 if (model_id, version, "", start) in self.store.closed or start < self.store.evicted_until.get(
