@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.contracts import Limits
+from stream.contracts.events import Limits
 
 
 class Settings(BaseSettings):
@@ -79,13 +79,13 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        """The size limits of incoming messages (`stream.contracts.Limits`)."""
+        """The size limits of incoming messages (`stream.contracts.events.Limits`)."""
         return Limits(max_message_bytes=self.max_message_bytes, max_string_length=self.max_string_length,
                       max_features=self.max_features, dead_letter_raw_bytes=self.dead_letter_raw_bytes)
 
     @property
     def tansu(self) -> bool:
-        """Whether the broker is tansu (the workarounds in `stream.tansu_compat` apply)."""
+        """Whether the broker is tansu (the workarounds in `stream.kafka.tansu_compat` apply)."""
         return self.kafka_flavor == "tansu" or (self.kafka_flavor == "auto" and self.embedded_kafka)
 
     @property

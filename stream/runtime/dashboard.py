@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from stream.clickhouse import ClickHouse
 from stream.runtime.dashboard_data import DashboardData, time_range
+from stream.storage.clickhouse import ClickHouse
 
 STATIC_FILES = {  # name -> content type; nothing else is served from the package
     "dashboard.html": "text/html", "dashboard.js": "application/javascript", "dashboard.css": "text/css",
@@ -71,6 +71,7 @@ def add_dashboard_routes(app: web.Application, ch: ClickHouse,
         return web.Response(status=204)
 
     app.add_routes([
-        web.get("/", root), web.get("/favicon.ico", favicon), web.get("/dashboard", page), web.get("/static/{name}", static),
+        web.get("/", root), web.get("/favicon.ico", favicon), web.get("/dashboard", page),
+        web.get("/static/{name}", static),
         web.get("/api/overview", overview), web.get("/api/models/{model_id}", model),
     ])

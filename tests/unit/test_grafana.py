@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.telemetry import Telemetry
+from stream.runtime.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -161,8 +161,8 @@ def expand(sql: str, database: str) -> str:
 
 _RUN = textwrap.dedent("""
     import json, sys, tempfile, datetime as dt
-    from stream.clickhouse import ClickHouse
-    from stream.migrations import migrate
+    from stream.storage.clickhouse import ClickHouse
+    from stream.storage.migrations import migrate
     database, queries = sys.argv[1], json.loads(sys.argv[2])
     ch = ClickHouse("chdb://" + tempfile.mkdtemp(), database)
     migrate(ch)

@@ -7,7 +7,7 @@ import re
 from prometheus_client import generate_latest
 
 from stream import __version__
-from stream.telemetry import Telemetry
+from stream.runtime.telemetry import Telemetry
 
 
 def test_every_metric_family_follows_the_naming_rules() -> None:

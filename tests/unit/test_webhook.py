@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
-from stream.contracts import AlertEvent
-from stream.webhook import SIGNATURE_HEADER, WebhookSender, WebhookTarget, sign, verify_signature
+from stream.alerts.webhook import SIGNATURE_HEADER, WebhookSender, WebhookTarget, sign, verify_signature
+from stream.contracts.events import AlertEvent
 
 SECRET = "s3cret"
 
