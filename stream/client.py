@@ -12,6 +12,9 @@ thread; ``send_*`` validates and encodes in the caller's thread and hands the by
 loop drains (one wake-up per batch, not per message), so it is about as fast as the async producer.
 
 Delivery failures are counted (``failed``) and reported by ``flush()`` as a :class:`DeliveryError`.
+
+Receivers of Driftwarden's alert webhook check requests with :func:`verify_webhook` (Standard Webhooks
+signatures; stale timestamps, i.e. replays, are rejected).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from stream.alerts.signing import WebhookVerificationError, verify_webhook
 from stream.config import Settings
 from stream.contracts.events import (
     DEFAULT_LIMITS,
@@ -52,9 +56,11 @@ __all__ = [
     "DeliveryError",
     "Producer",
     "Send",
+    "WebhookVerificationError",
     "encode_ground_truth",
     "encode_prediction",
     "resolve_bootstrap",
+    "verify_webhook",
 ]
 
 Send = Callable[[str, bytes, bytes], object]

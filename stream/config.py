@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     )
 
     webhook_url: str | None = Field(None, description="POST every alert at or above the severity here")
-    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
+    webhook_secret: str = Field(
+        "", description="Standard Webhooks signing secret: whsec_<base64> or any text; empty = unsigned")
     webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
 
     max_message_bytes: int = Field(65536, ge=1, description="larger messages are dead-lettered (too_large)")
@@ -104,6 +105,28 @@ class Settings(BaseSettings):
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
         return out
+
+    # --- alert routing, no-data and label maturity (issue 15)
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL(s), comma-separated, e.g. http://alertmanager:9093; alerts are "
+        "posted to each one's /api/v2/alerts")
+    alertmanager_resend_seconds: float = Field(
+        60.0, gt=0, description="re-post firing alerts this often (keep under Alertmanager's resolve_timeout)")
+    public_url: str | None = Field(
+        None, description="base URL of this server in links (the model page in alerts); unset = the web address")
+
+    @property
+    def alertmanager_urls(self) -> list[str]:
+        """The Alertmanager base URLs (``alertmanager_url`` split at commas)."""
+        return [u.strip() for u in (self.alertmanager_url or "").split(",") if u.strip()]
+
+    @property
+    def public_base_url(self) -> str:
+        """Base URL for links to this server: ``public_url``, else ``http://<web_host>:<web_port>``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
 
 def mask_dsn(dsn: str) -> str:

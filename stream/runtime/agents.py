@@ -22,6 +22,7 @@ from typing import Any
 import faust
 import orjson
 
+from stream.alerts.alertmanager import AlertmanagerSender
 from stream.alerts.silences import SILENCES_TOPIC, Silences
 from stream.alerts.state import AlertTracker
 from stream.alerts.webhook import WebhookSender, WebhookTarget
@@ -90,6 +91,10 @@ class Runtime:
         if settings.webhook_url:
             self.webhook = WebhookSender([WebhookTarget(settings.webhook_url, settings.webhook_min_severity,
                                                         settings.webhook_secret)])
+        self.alertmanager: AlertmanagerSender | None = None
+        if settings.alertmanager_urls:
+            self.alertmanager = AlertmanagerSender(settings.alertmanager_urls, settings.public_base_url,
+                                                   resend_seconds=settings.alertmanager_resend_seconds)
         self.last_event_monotonic = time.monotonic()
         self.consumed = 0
         self.started = False
@@ -229,6 +234,8 @@ class Runtime:
         async def started() -> None:
             if self.webhook is not None:
                 await self.webhook.start()
+            if self.alertmanager is not None:
+                await self.alertmanager.start()
             self.started = True
             for callback in self.on_started:
                 result = callback()
@@ -396,7 +403,7 @@ class Runtime:
 
     async def publish_alerts(self, alerts: list[AlertEvent]) -> None:
         """Alert events to the alerts topic (keyed by model, so one model's alerts stay ordered), ClickHouse
-        and the webhook, if one is configured."""
+        and the webhook and Alertmanager, if configured (both only enqueue)."""
         rows = []
         for alert in alerts:
             self.telemetry.alerts.labels(alert.state, alert.severity).inc()
@@ -405,6 +412,8 @@ class Runtime:
             rows.append(tuple(getattr(alert, c) for c in ALERT_COLUMNS))
             if self.webhook is not None:
                 self.webhook.submit(alert)
+            if self.alertmanager is not None:
+                self.alertmanager.submit(alert)
         self.alerts_published.extend(alerts)
         await self.sink.submit("alerts", ALERT_COLUMNS, rows)
 

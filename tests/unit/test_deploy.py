@@ -92,7 +92,7 @@ def test_compose_publishes_ports_on_loopback_only() -> None:
             published.append(port)
     assert sorted(published) == sorted(
         ["127.0.0.1:9092:9092", "127.0.0.1:8123:8123", "127.0.0.1:9000:9000", "127.0.0.1:6066:6066",
-         "127.0.0.1:9090:9090", "127.0.0.1:3000:3000"]
+         "127.0.0.1:9093:9093", "127.0.0.1:9090:9090", "127.0.0.1:3000:3000"]
     )
 
 
@@ -151,7 +151,37 @@ def test_compose_worker_waits_for_healthy_dependencies_and_a_successful_migratio
     assert services["migrate"]["restart"] == "no"
     for name in ("kafka", "clickhouse"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
-    assert set(compose()["volumes"]) == {"kafka-data", "clickhouse-data"}
+    assert set(compose()["volumes"]) == {"kafka-data", "clickhouse-data", "alertmanager-data", "prometheus-data"}
+
+
+def _tool(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        message = f"{name} is not installed (apt-get install prometheus-alertmanager prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI must install it")
+        pytest.skip(message)
+    return binary
+
+
+def test_compose_routes_alerts_to_alertmanager_and_prometheus_scrapes_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = compose()["services"]
+    settings = settings_from(service_env(services["driftwarden"]), monkeypatch)
+    assert settings.alertmanager_urls == ["http://alertmanager:9093"]
+    mounted = {v.split(":")[0] for v in services["alertmanager"]["volumes"]}
+    assert "./deploy/alertmanager/alertmanager.yml" in mounted
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"driftwarden:{service_env(services['driftwarden'])['DRIFTWARDEN_WEB_PORT']}"]
+
+
+def test_alertmanager_and_prometheus_configs_pass_their_own_checkers() -> None:
+    for tool, args in (("amtool", ["check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")]),
+                       ("promtool", ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")])):
+        result = subprocess.run([_tool(tool), *args], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr or result.stdout
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------------------
