@@ -75,7 +75,7 @@ class WindowReport:
     drifted_features: tuple[str, ...] = ()
     detections: list[Detection] = field(default_factory=list)
     samples: int = 0
-    revised: bool = False  # an already closed window re-evaluated (late labels), not a close
+    closes_window: bool = False  # this report is the window's close (not a revision or a no-data check)
 
 
 def drift_rows(

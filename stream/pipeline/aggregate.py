@@ -11,6 +11,7 @@ import datetime as dt
 import pickle
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,7 @@ class Aggregator:
                     sources=int(batch.get("sources", 0)))
                 self._record(model_id, self.monitor(model_id).add_predictions(
                     versions, ts, [p["feat"][i] for i in idx], scores, preds, self._positions(model_id, idx.size)))
+                self.monitor(model_id).saw_predictions(time.time() * 1000)
                 self.predictions += idx.size
         o = batch["outs"]
         if o["off"]:
@@ -161,11 +163,16 @@ class Aggregator:
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
             monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
             if (model_id, version, start) in newly:
-                reports.append(monitor.close_window(version, start, end, metrics, now))
+                reports.append(replace(monitor.close_window(version, start, end, metrics, now), closes_window=True))
             else:  # closed earlier and changed since it was last written: late labels
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
-                                            alerts=monitor.revise_window(version, start, end, metrics, now),
-                                            revised=True))
+                                            alerts=monitor.revise_window(version, start, end, metrics, now)))
+        wall = ms_to_dt(now_ms)
+        for model_id, monitor in self.monitors.items():  # no data: judged by the wall clock, also when idle
+            alerts = monitor.check_no_data(wall)
+            if alerts:
+                reports.append(WindowReport(model_id, "", alerts[0].window_start or wall,
+                                            alerts[0].window_end or wall, alerts=alerts))
         for model_id, monitor in self.monitors.items():  # late events for windows already reported: drop
             for version, start in monitor.open_windows():
                 if (model_id, version, "", start) in self.store.closed or start < self.store.evicted_until.get(

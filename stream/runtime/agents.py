@@ -431,7 +431,7 @@ class Runtime:
         self.telemetry.windows_open.set(sum(len(a.store.windows) for a in self.aggregators.values()))
         closed_at = dt.datetime.now(dt.UTC)
         for report in reports:
-            if not report.revised:
+            if report.closes_window:
                 self.telemetry.window_close_lag.observe(max(0.0, (closed_at - report.window_end).total_seconds()))
         version = time.time_ns()
         tables = {
