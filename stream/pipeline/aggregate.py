@@ -11,6 +11,7 @@ import datetime as dt
 import pickle
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -196,7 +197,7 @@ class Aggregator:
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
             monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
             if (model_id, version, start) in newly:
-                reports.append(monitor.close_window(version, start, end, metrics, now))
+                reports.append(replace(monitor.close_window(version, start, end, metrics, now), closes_window=True))
             else:  # closed earlier and changed since it was last written: late labels
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
                                             alerts=monitor.revise_window(version, start, end, metrics, now)))

@@ -184,8 +184,9 @@ class Runtime:
                             aggregator.poisoned.clear()
                     self.held["aggregate"].extend(events)
                     self.last_event_monotonic = time.monotonic()
-                    self.telemetry.replayed.set(sum(a.replayed for a in self.aggregators.values()))
-                    self.telemetry.too_late.set(sum(a.store.too_late for a in self.aggregators.values()))
+                    self.telemetry.advance(self.telemetry.replayed, sum(a.replayed for a in self.aggregators.values()))
+                    self.telemetry.advance(self.telemetry.too_late,
+                                           sum(a.store.too_late for a in self.aggregators.values()))
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 
@@ -363,7 +364,7 @@ class Runtime:
         await self._ack_held("aggregate")
 
     async def handle_ingest(self, records: list[RawRecord]) -> None:
-        self.last_event_monotonic = time.monotonic()
+        self.last_event_monotonic = read_at = time.monotonic()
         result = self.ingest.process(records)
         self.touched["ingest"].update(r.partition for r in records)
         self.ingest_records_since_checkpoint += len(records)
@@ -387,9 +388,9 @@ class Runtime:
             result.dead_letters.extend(self._item_letters(poisoned))
         if outcome_rows:
             self.telemetry.outcomes.inc(len(outcome_rows))
-            await self.sink.submit("outcomes", OUTCOME_COLUMNS, outcome_rows)
+            await self.sink.submit("outcomes", OUTCOME_COLUMNS, outcome_rows, since=read_at)
         if result.dead_letters:
-            await self.publish_dead_letters(result.dead_letters)
+            await self.publish_dead_letters(result.dead_letters, since=read_at)
         self.telemetry.join_waiting.set(sum(len(j) for j in self.ingest.joins.values()))
 
     def _item_letters(self, items: list[tuple[Mapping[str, Any], str, int, str]]) -> list[DeadLetter]:
@@ -397,7 +398,7 @@ class Runtime:
         return [item_dead_letter(batch, side, i, topics, error, self.settings.limits)
                 for batch, side, i, error in items]
 
-    async def publish_dead_letters(self, letters: list[DeadLetter]) -> None:
+    async def publish_dead_letters(self, letters: list[DeadLetter], since: float | None = None) -> None:
         rows = []
         for letter in letters:
             self.telemetry.dead_letters.labels(letter.reason).inc()
@@ -405,7 +406,7 @@ class Runtime:
                                                    value=letter.model_dump_json().encode())
             rows.append((letter.topic, letter.partition, letter.offset, letter.key, letter.raw, letter.reason,
                          letter.error, letter.time))
-        await self.sink.submit("dead_letters", DEAD_LETTER_COLUMNS, rows)
+        await self.sink.submit("dead_letters", DEAD_LETTER_COLUMNS, rows, since=since)
 
     async def publish_model(self, model: RegisteredModel) -> None:
         key, value = encode(model)
@@ -454,6 +455,10 @@ class Runtime:
                 rows.extend(aggregator.window_rows())
                 detections.extend(aggregator.take_detections())
         self.telemetry.windows_open.set(sum(len(a.store.windows) for a in self.aggregators.values()))
+        closed_at = dt.datetime.now(dt.UTC)
+        for report in reports:
+            if report.closes_window:
+                self.telemetry.window_close_lag.observe(max(0.0, (closed_at - report.window_end).total_seconds()))
         version = time.time_ns()
         tables = {
             "window_metrics": (WINDOW_METRIC_COLUMNS, rows),
@@ -473,7 +478,8 @@ class Runtime:
         if alerts:
             await self.publish_alerts(alerts)
         self.telemetry.sink_pending.set(self.sink.pending)
-        self.telemetry.sink_failures.set(self.sink.stats.failures)
+        self.telemetry.advance(self.telemetry.sink_failures, self.sink.stats.failures)
+        self.telemetry.set_consumer_lag(self.ingest_consumer.lag().items())
         return len(rows)
 
 
