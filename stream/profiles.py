@@ -23,7 +23,12 @@ import numpy as np
 
 Kind = Literal["numeric", "categorical"]
 
+DEFAULT_BINS = 100
+"""Numeric reference bins (percentiles): fine enough that KS and Wasserstein on the bins are close to the
+exact tests; PSI and Jensen-Shannon merge them into ~10 groups (:func:`stream.drift_stats.coarse_groups`)."""
+
 __all__ = [
+    "DEFAULT_BINS",
     "FeatureProfile",
     "ModelProfile",
     "bin_counts",
@@ -125,7 +130,7 @@ def _bin_means(x: np.ndarray, edges: np.ndarray, idx: np.ndarray, counts: np.nda
 
 
 def profile_numeric(
-    values: np.ndarray, bins: int = 10, edges: Sequence[float] | None = None
+    values: np.ndarray, bins: int = DEFAULT_BINS, edges: Sequence[float] | None = None
 ) -> FeatureProfile:
     """Profile numeric reference values.
 
@@ -201,7 +206,7 @@ def profile_categorical(values: np.ndarray) -> FeatureProfile:
 
 
 def profile_file(
-    path: Path, numeric: Sequence[str], categorical: Sequence[str], bins: int = 10
+    path: Path, numeric: Sequence[str], categorical: Sequence[str], bins: int = DEFAULT_BINS
 ) -> dict[str, FeatureProfile]:
     """Profile the named columns of a reference CSV or Parquet file (by suffix ``.parquet``/``.pq``)."""
     import pandas as pd
@@ -225,7 +230,7 @@ def profile_records(
     records: Sequence[Mapping[str, object]],
     numeric: Sequence[str],
     categorical: Sequence[str],
-    bins: int = 10,
+    bins: int = DEFAULT_BINS,
 ) -> dict[str, FeatureProfile]:
     """Profile a list of feature dicts (e.g. the first N events); non-numbers count as missing."""
     out: dict[str, FeatureProfile] = {}
