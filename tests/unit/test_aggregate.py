@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.aggregate import Aggregator
-from stream.contracts import FeatureSpec, ModelSpec, MonitorSettings
-from stream.ingest import _new_batch
+from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
+from stream.pipeline.aggregate import Aggregator
+from stream.pipeline.ingest import _new_batch
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % WINDOW_MS
