@@ -10,7 +10,8 @@ Sections:
    log-normal, Poisson counts, uniform; categorical: 2-40 categories with Zipf frequencies, so rare and
    unseen categories occur), a fresh reference of ``ref`` values per repetition, one window of ``n``
    values; the model window counts as flagged when any test of any feature says drifted
-   (:func:`stream.monitor.drift_stats.compare` with the Bonferroni count of :class:`stream.monitor.model_monitor.ModelMonitor`).
+   (:func:`stream.monitor.drift_stats.compare` with the Bonferroni count of
+   :class:`stream.monitor.model_monitor.ModelMonitor`).
 2. Power of the window tests at a 0.3σ (and 0.1σ) mean shift, one numeric feature, windows of 1,000,
    against the exact two-sample KS test (``scipy.stats.ks_2samp`` on the raw values) at the same measured
    false-positive rate.
