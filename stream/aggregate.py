@@ -19,6 +19,8 @@ import orjson
 from stream.contracts import ModelSpec
 from stream.detectors import Detection
 from stream.metrics import Metrics, WindowAccumulator
+from stream.metrics_classification import BinaryState, label_mask
+from stream.metrics_estimation import ScoreCalibrator, calibration_check, estimates
 from stream.monitoring import ModelMonitor
 from stream.monitoring_report import WindowReport, detection_row
 from stream.replay import RecentIds
@@ -63,6 +65,10 @@ class Aggregator:
         self.outcomes = 0
         self._serialized: dict[WindowKey, bytes] = {}
         self._computed: dict[WindowKey, Metrics] = {}  # metrics tick() computed, for the window_rows() after it
+        # Performance estimation (binary): a score calibrator per (model, version), learned from labelled
+        # outcomes; a window's estimates are frozen when it closes, before its labels teach the calibrator.
+        self.calibrators: dict[tuple[str, str], ScoreCalibrator] = {}
+        self.estimates: dict[WindowKey, Metrics] = {}
 
     def monitor(self, model_id: str) -> ModelMonitor:
         found = self.monitors.get(model_id)
@@ -121,10 +127,35 @@ class Aggregator:
                 scores = np.asarray(o["score"], dtype=np.float64)[idx]
                 self.store.add_outcomes(model_id, versions, [o["seg"][i] for i in idx], ts, y_true, y_pred, scores,
                                         business)
+                if spec.task == "binary_classification":
+                    self._calibrate(model_id, versions, scores, label_mask(y_true, str(spec.positive_class)))
                 label_ts = np.asarray(o["lts"], dtype=np.int64)[idx]  # the error stream's time is label time
                 self._record(model_id, self.monitor(model_id).add_outcomes(
                     versions, label_ts, y_true, y_pred, scores, self._positions(model_id, idx.size)))
                 self.outcomes += idx.size
+
+    def _calibrate(self, model_id: str, versions: list[str], scores: np.ndarray, positive: np.ndarray) -> None:
+        for version in dict.fromkeys(versions):
+            sel = np.fromiter((v == version for v in versions), bool, len(versions))
+            found = self.calibrators.get((model_id, version))
+            if found is None:
+                found = self.calibrators[(model_id, version)] = ScoreCalibrator()
+            found.add(scores[sel], positive[sel])
+
+    def _metrics(self, key: WindowKey, acc: WindowAccumulator) -> Metrics:
+        """The window's metrics; for binary models with the CBPE estimates (frozen once the window closed)."""
+        out = acc.metrics()
+        if isinstance(acc.model, BinaryState):
+            calibrator = self.calibrators.get((key[0], key[1])) or ScoreCalibrator()
+            frozen = self.estimates.get(key)
+            if frozen is None:
+                frozen = estimates(acc.model, calibrator, acc.score_bins)
+                del frozen["estimate_calibration_error"]
+                if key in self.store.closed:
+                    self.estimates[key] = frozen
+            out.update(frozen)
+            out["estimate_calibration_error"] = calibration_check(acc.model, calibrator.probabilities(acc.score_bins))
+        return out
 
     def window_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
         """Rows for ``window_metrics`` of every window changed since the last call."""
@@ -134,7 +165,8 @@ class Aggregator:
         for (model_id, model_version, segment, start), end, acc in self.store.take_dirty():
             start_dt, end_dt = ms_to_dt(start), ms_to_dt(end)
             computed = self._computed.get((model_id, model_version, segment, start))
-            for metric, (value, samples) in (acc.metrics() if computed is None else computed).items():
+            metrics = self._metrics((model_id, model_version, segment, start), acc) if computed is None else computed
+            for metric, (value, samples) in metrics.items():
                 rows.append((model_id, model_version, segment, start_dt, end_dt, metric, float(value),
                              int(samples), version, now))
         self._computed.clear()
@@ -155,7 +187,7 @@ class Aggregator:
         for key, acc in self.store.windows.items():
             found = segments.get((key[0], key[1], key[3]))
             if found is not None:
-                found[key[2]] = self._computed[key] = acc.metrics()
+                found[key[2]] = self._computed[key] = self._metrics(key, acc)
         reports = []
         for (model_id, version, start), metrics in sorted(segments.items()):
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
@@ -172,6 +204,7 @@ class Aggregator:
                     monitor.windows.pop((version, start), None)
         for key in self.store.evict():
             self._serialized.pop(key, None)
+            self.estimates.pop(key, None)
         return reports
 
     def take_detections(self) -> list[tuple[Any, ...]]:
@@ -196,6 +229,10 @@ class Aggregator:
             "counts": (self.replayed, self.predictions, self.outcomes),
             "monitors": {m: monitor.to_bytes() for m, monitor in self.monitors.items()},
             "positions": dict(self.positions), "detections": list(self.detections),
+            "calibrators": [[m, v, {k: a.tolist() for k, a in c.to_arrays().items()}]
+                            for (m, v), c in self.calibrators.items()],
+            "estimates": {_key_text(k): {name: list(pair) for name, pair in e.items()}
+                          for k, e in self.estimates.items()},
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -227,6 +264,11 @@ class Aggregator:
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])
         out.store.too_late = state["too_late"]
+        for model_id, version, arrays in state.get("calibrators", []):
+            calibrator = out.calibrators[(model_id, version)] = ScoreCalibrator()
+            calibrator.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
+        out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
+                         for t, e in state.get("estimates", {}).items()}
         return out
 
 
