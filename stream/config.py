@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.contracts import Limits
+from stream.contracts.events import Limits
 
 
 class Settings(BaseSettings):
@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     )
 
     webhook_url: str | None = Field(None, description="POST every alert at or above the severity here")
-    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
+    webhook_secret: str = Field(
+        "", description="Standard Webhooks signing secret: whsec_<base64> or any text; empty = unsigned")
     webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
 
     max_message_bytes: int = Field(65536, ge=1, description="larger messages are dead-lettered (too_large)")
@@ -79,13 +80,13 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
-        """The size limits of incoming messages (`stream.contracts.Limits`)."""
+        """The size limits of incoming messages (`stream.contracts.events.Limits`)."""
         return Limits(max_message_bytes=self.max_message_bytes, max_string_length=self.max_string_length,
                       max_features=self.max_features, dead_letter_raw_bytes=self.dead_letter_raw_bytes)
 
     @property
     def tansu(self) -> bool:
-        """Whether the broker is tansu (the workarounds in `stream.tansu_compat` apply)."""
+        """Whether the broker is tansu (the workarounds in `stream.kafka.tansu_compat` apply)."""
         return self.kafka_flavor == "tansu" or (self.kafka_flavor == "auto" and self.embedded_kafka)
 
     @property
@@ -104,6 +105,28 @@ class Settings(BaseSettings):
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
         return out
+
+    # --- alert routing, no-data and label maturity (issue 15)
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL(s), comma-separated, e.g. http://alertmanager:9093; alerts are "
+        "posted to each one's /api/v2/alerts")
+    alertmanager_resend_seconds: float = Field(
+        60.0, gt=0, description="re-post firing alerts this often (keep under Alertmanager's resolve_timeout)")
+    public_url: str | None = Field(
+        None, description="base URL of this server in links (the model page in alerts); unset = the web address")
+
+    @property
+    def alertmanager_urls(self) -> list[str]:
+        """The Alertmanager base URLs (``alertmanager_url`` split at commas)."""
+        return [u.strip() for u in (self.alertmanager_url or "").split(",") if u.strip()]
+
+    @property
+    def public_base_url(self) -> str:
+        """Base URL for links to this server: ``public_url``, else ``http://<web_host>:<web_port>``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
 
 def mask_dsn(dsn: str) -> str:

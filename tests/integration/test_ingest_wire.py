@@ -11,9 +11,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.contracts import ModelSpec
-from stream.embedded import EmbeddedBroker
-from stream.registry import RegisteredModel, encode
+from stream.contracts.events import ModelSpec
+from stream.contracts.registry import RegisteredModel, encode
+from stream.kafka.embedded import EmbeddedBroker
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.contracts import ModelSpec
-from stream.embedded import EmbeddedBroker
-from stream.registry import RegisteredModel, encode
-from stream.synthetic import Scenario
+from stream.contracts.events import ModelSpec
+from stream.contracts.registry import RegisteredModel, encode
+from stream.demo.synthetic import Scenario
+from stream.kafka.embedded import EmbeddedBroker
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

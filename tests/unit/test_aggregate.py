@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from stream.aggregate import Aggregator
-from stream.contracts import FeatureSpec, ModelSpec, MonitorSettings
-from stream.ingest import _new_batch
+from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
+from stream.pipeline.aggregate import Aggregator
+from stream.pipeline.ingest import _new_batch
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % WINDOW_MS

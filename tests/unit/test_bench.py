@@ -15,11 +15,11 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from rich.console import Console
 
-from stream.bench import MAX_EVENTS, MIN_EVENTS, ratio, records_consumed, resolve_options, write_results
-from stream.bench_kafka import murmur2_partitions, prediction_id_of
-from stream.bench_procs import cpu_seconds, peak_rss_bytes, start_child
-from stream.bench_stages import StageProfile, arrange_batches, split_stages
-from stream.cli_bench import render
+from stream.bench.kafka import murmur2_partitions, prediction_id_of
+from stream.bench.procs import cpu_seconds, peak_rss_bytes, start_child
+from stream.bench.run import MAX_EVENTS, MIN_EVENTS, ratio, records_consumed, resolve_options, write_results
+from stream.bench.stages import StageProfile, arrange_batches, split_stages
+from stream.cli.bench import render
 from stream.errors import UserError
 
 

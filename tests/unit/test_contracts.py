@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stream.contracts import (
+from stream.contracts.events import (
     REASONS,
     AlertEvent,
     ContractError,

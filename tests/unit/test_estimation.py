@@ -10,9 +10,9 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from stream.metrics import WindowAccumulator
-from stream.metrics_classification import BinaryState
-from stream.metrics_estimation import ESTIMATED, ScoreCalibrator, estimate_binary, estimates, isotonic_fit
+from stream.metrics.classification import BinaryState
+from stream.metrics.estimation import ESTIMATED, ScoreCalibrator, estimate_binary, estimates, isotonic_fit
+from stream.metrics.window import WindowAccumulator
 
 
 def test_isotonic_fit_matches_sklearn_with_weights() -> None:

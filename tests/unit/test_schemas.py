@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from stream.contracts import REASONS, PredictionEvent
-from stream.schemas import EXAMPLES, SCHEMAS, export, render, stale
+from stream.contracts.events import REASONS, PredictionEvent
+from stream.contracts.schemas import EXAMPLES, SCHEMAS, export, render, stale
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def test_committed_schema_files_are_up_to_date() -> None:
-    assert stale(REPO_SCHEMAS) == [], "run `driftwarden schemas export` after changing stream/contracts.py"
+    assert stale(REPO_SCHEMAS) == [], "run `driftwarden schemas export` after changing stream/contracts/events.py"
 
 
 def test_one_schema_and_one_example_file_per_event_type() -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from stream.sink import Sink
+from stream.storage.sink import Sink
 
 
 class FlakyClickHouse:

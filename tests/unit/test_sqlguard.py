@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.sqlguard import ReadOnlyViolation, check_read_only
+from stream.storage.sqlguard import ReadOnlyViolation, check_read_only
 
 
 @pytest.mark.parametrize("sql", [
