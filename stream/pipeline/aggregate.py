@@ -19,7 +19,7 @@ import orjson
 from stream.contracts.events import ModelSpec
 from stream.metrics.classification import BinaryState, label_mask
 from stream.metrics.window import Metrics, WindowAccumulator
-from stream.metrics.window.estimation import ScoreCalibrator, calibration_check, estimates
+from stream.metrics.estimation import ScoreCalibrator, calibration_check, estimates
 from stream.monitor.detectors import Detection
 from stream.monitor.model_monitor import ModelMonitor
 from stream.monitor.report import WindowReport, detection_row
