@@ -255,6 +255,11 @@ class MonitorSettings(BaseModel):
         default=0.01, gt=0, lt=1, description="Significance level of the KS and chi-square tests."
     )
     min_samples: int = Field(default=30, ge=1, description="Fewest samples in a window for a test to be run.")
+    # --- fairness (issue 17)
+    fairness_min_group: int = Field(
+        default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "
+        "to be compared in the fairness metrics."
+    )
 
 
 class ModelSpec(BaseModel):

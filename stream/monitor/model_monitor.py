@@ -99,7 +99,7 @@ class ModelMonitor:
         task = spec.task
         self.pseudo = {"binary_classification": "__score__", "regression": "__prediction__"}.get(task)
         self.output_signal = "score" if task == "binary_classification" else "prediction"
-        self.rules = parse_rules(spec.rules)
+        self.rules = parse_rules([*spec.rules, *fairness_rules(spec)])
         window = timedelta(milliseconds=self.window_ms)
         self.history = MetricHistory.for_rules(self.rules, window)
         self.tracker = AlertTracker(database)
@@ -418,6 +418,21 @@ class ModelMonitor:
         mon.tracker = AlertTracker.from_bytes(state["tracker"])
         mon.history = MetricHistory.from_bytes(state["history"])
         return mon
+
+
+def fairness_rules(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Default rules of a binary classifier with protected attributes: the four-fifths rule per attribute
+    (``disparate_impact:<attr>`` below 0.8); a user rule of the same name replaces it."""
+    if spec.task != "binary_classification":
+        return []
+    own = {r.get("name") for r in spec.rules if isinstance(r, Mapping)}
+    out = []
+    for attribute in spec.protected_attributes:
+        name = f"default-disparate-impact:{attribute}"
+        if name not in own:
+            out.append({"name": name, "kind": "threshold", "metric": f"disparate_impact:{attribute}", "op": "<",
+                        "value": 0.8, "min_samples": spec.monitor.fairness_min_group})
+    return out
 
 
 def _by_version(versions: Sequence[str]) -> list[tuple[str, np.ndarray | None]]:

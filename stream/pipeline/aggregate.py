@@ -18,8 +18,9 @@ import orjson
 
 from stream.contracts.events import ModelSpec
 from stream.metrics.classification import BinaryState, label_mask
-from stream.metrics.window import Metrics, WindowAccumulator
 from stream.metrics.estimation import ScoreCalibrator, calibration_check, estimates
+from stream.metrics.fairness import fairness_metrics
+from stream.metrics.window import Metrics, WindowAccumulator
 from stream.monitor.detectors import Detection
 from stream.monitor.model_monitor import ModelMonitor
 from stream.monitor.report import WindowReport, detection_row
@@ -190,6 +191,10 @@ class Aggregator:
                 found[key[2]] = self._computed[key] = self._metrics(key, acc)
         reports = []
         for (model_id, version, start), metrics in sorted(segments.items()):
+            spec = self.spec_for(model_id)
+            if spec.task == "binary_classification" and "" in metrics:
+                for attribute in spec.protected_attributes:  # segment "" carries them (also in window_rows)
+                    metrics[""].update(fairness_metrics(metrics, attribute, spec.monitor.fairness_min_group))
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
             monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
             if (model_id, version, start) in newly:

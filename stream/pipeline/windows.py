@@ -74,7 +74,7 @@ class WindowStore:
         size = self._size_ms(spec)
         starts = ts_ms - np.mod(ts_ms, size)
         groups: dict[WindowKey, list[int]] = defaultdict(list)
-        fields = spec.segment_fields
+        fields = [*spec.segment_fields, *(a for a in spec.protected_attributes if a not in spec.segment_fields)]
         horizon = self.evicted_until.get(model_id, -(2**62))
         for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
             if start < horizon:  # its window was evicted: re-creating it would overwrite the complete row

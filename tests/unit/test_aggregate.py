@@ -83,3 +83,14 @@ def test_estimate_rule_fires_at_close_before_labels_and_the_estimate_stays_froze
     restored = Aggregator.restore(aggregator.snapshot(), lambda _: spec)
     assert restored.estimates == aggregator.estimates
     assert restored.calibrators[("m", "1")].to_arrays()["labels"].tolist() == [600]
+
+
+def test_a_group_below_four_fifths_fires_the_default_fairness_rule() -> None:
+    spec = SPEC.model_copy(update={"protected_attributes": ["sex"], "rules": [{"disable": "default-label-coverage"}]})
+    aggregator = Aggregator(lambda _: spec)
+    batch = _predictions(range(400), T0 + 1_000)
+    batch["preds"]["seg"] = [{"sex": "f" if i % 2 else "m"} for i in range(400)]
+    batch["preds"]["pred"] = ["1" if (i % 2 == 0 or i % 4 == 1) else "0" for i in range(400)]  # m: 100%, f: 50%
+    aggregator.apply(batch)
+    aggregator.apply(_predictions(range(400, 401), T0 + 2 * WINDOW_MS))
+    assert _alerts(aggregator, T0 + 10 * WINDOW_MS) == [("default-disparate-impact:sex", "firing", 0.5)]
