@@ -63,6 +63,10 @@ Reason = Literal[
     "unregistered_model",
     "duplicate_prediction_id",
     "invalid_value",
+    "null_value",
+    "empty_value",
+    "headers_only",
+    "null_key",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
@@ -538,7 +542,7 @@ def dead_letter(
     partition: int,
     offset: int,
     key: bytes | None,
-    raw: bytes,
+    raw: bytes | None,
     reason: Reason,
     error: str,
     limits: Limits = DEFAULT_LIMITS,
@@ -546,14 +550,14 @@ def dead_letter(
 ) -> DeadLetter:
     """Build the dead letter of a message, keeping at most ``limits.dead_letter_raw_bytes`` bytes of it.
 
-    ``time`` defaults to now (UTC).
+    ``time`` defaults to now (UTC); a null ``raw`` (a tombstone) is kept as an empty string.
     """
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
         key=None if key is None else key[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
-        raw=raw[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
+        raw="" if raw is None else raw[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
         reason=reason,
         error=error,
         time=datetime.now(UTC) if time is None else time,

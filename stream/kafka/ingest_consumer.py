@@ -74,7 +74,7 @@ class IngestConsumer:
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
                         continue
-                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers))
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
                         self.positions[tp] = messages[-1].offset + 1

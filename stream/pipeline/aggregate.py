@@ -113,6 +113,7 @@ class Aggregator:
                     sources=int(batch.get("sources", 0)))
                 self._record(model_id, self.monitor(model_id).add_predictions(
                     versions, ts, [p["feat"][i] for i in idx], scores, preds, self._positions(model_id, idx.size)))
+                self.monitor(model_id).saw_predictions(time.time() * 1000)
                 self.predictions += idx.size
         o = batch["outs"]
         if o["off"]:
@@ -202,6 +203,12 @@ class Aggregator:
             else:  # closed earlier and changed since it was last written: late labels
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
                                             alerts=monitor.revise_window(version, start, end, metrics, now)))
+        wall = ms_to_dt(now_ms)
+        for model_id, monitor in self.monitors.items():  # no data: judged by the wall clock, also when idle
+            alerts = monitor.check_no_data(wall)
+            if alerts:
+                reports.append(WindowReport(model_id, "", alerts[0].window_start or wall,
+                                            alerts[0].window_end or wall, alerts=alerts))
         for model_id, monitor in self.monitors.items():  # late events for windows already reported: drop
             for version, start in monitor.open_windows():
                 if (model_id, version, "", start) in self.store.closed or start < self.store.evicted_until.get(

@@ -20,6 +20,7 @@ from stream.contracts.events import (
     GroundTruthEvent,
     Limits,
     PredictionEvent,
+    Reason,
     dead_letter,
     decode_ground_truth,
     decode_predictions,
@@ -37,7 +38,33 @@ class RawRecord:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (or a headers-only record)
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+def unusable(record: RawRecord) -> tuple[Reason, str] | None:
+    """Why a record cannot be an event before its value is even read (no value, an empty one, no key), or None.
+
+    A record without a key is dead-lettered: its partition was not chosen by ``prediction_id``, so its other
+    side may sit in another partition and the pair would never be joined.
+
+    >>> unusable(RawRecord("predictions", 0, 7, b"p-1", None))
+    ('null_value', 'the record has a null value (a tombstone): an event must be a JSON object')
+    >>> unusable(RawRecord("predictions", 0, 7, None, b"{}"))[0]
+    'null_key'
+    """
+    value = record.value
+    if value is None:
+        if record.headers:
+            return "headers_only", (f"the record has {len(record.headers)} header(s) and no value: "
+                                    "an event must be in the value")
+        return "null_value", "the record has a null value (a tombstone): an event must be a JSON object"
+    if not value:
+        return "empty_value", "the record value is empty (0 bytes): an event must be a JSON object"
+    if record.key is None:
+        return "null_key", ("the record has no key: key it by prediction_id (UTF-8) so that a prediction and "
+                            "its label land in the same partition")
+    return None
 
 
 def _segment_text(segment: dict[str, str]) -> str:
@@ -50,6 +77,8 @@ class IngestResult:
     batches: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     registered: list[RegisteredModel] = field(default_factory=list)
     processed: int = 0
+    accepted: int = 0  # records that became events (the others are dead letters or replays)
+    replayed: int = 0
     retractions: int = 0
 
     def batch(self, model_id: str, partition: int) -> dict[str, Any]:
@@ -159,8 +188,14 @@ class Ingest:
             positions = self.next_offsets.setdefault(record.partition, {})
             if record.offset < positions.get(record.topic, 0):
                 self.replayed += 1  # already in the restored checkpoint
+                result.replayed += 1
                 continue
             positions[record.topic] = record.offset + 1
+            if not record.value or record.key is None:
+                why = unusable(record)
+                if why is not None:
+                    self._reject(result, record, *why)
+                    continue
             by_source[(record.topic, record.partition)].append(record)
         for (topic, partition), items in by_source.items():
             if topic == self.topic_predictions:
@@ -172,13 +207,13 @@ class Ingest:
         result.processed = len(records)
         return result
 
-    def _reject(self, result: IngestResult, record: RawRecord, reason: str, error: str) -> None:
+    def _reject(self, result: IngestResult, record: RawRecord, reason: Reason, error: str) -> None:
         result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
-                                               record.value, reason, error, self.limits))  # type: ignore[arg-type]
+                                               record.value, reason, error, self.limits))
 
     def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult) -> list[tuple[RawRecord, Any]]:
         """Valid events with their records; the others become dead letters."""
-        events, rejections = decode([r.value for r in records], self.limits)
+        events, rejections = decode([r.value for r in records], self.limits)  # values are non-empty bytes
         rejected = {r.index for r in rejections}
         for r in rejections:
             self._reject(result, records[r.index], r.reason, r.error)
@@ -225,6 +260,7 @@ class Ingest:
             p["score"].append(scores[i])
             p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
             p["feat"].append(event.features)
+        result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
                          offsets=[r.offset for r, _ in accepted])
 
@@ -232,6 +268,7 @@ class Ingest:
         accepted: list[tuple[RawRecord, GroundTruthEvent]] = self._decoded(records, decode_ground_truth, result)
         if not accepted:
             return
+        result.accepted += len(accepted)
         join = self.join_for(partition)
         ts = epoch_ms([e.timestamp for _, e in accepted])
         self._advance(partition, GROUND_TRUTH, max(ts))

@@ -318,6 +318,10 @@ def test_reasons() -> None:
         "unregistered_model",
         "duplicate_prediction_id",
         "invalid_value",
+        "null_value",
+        "empty_value",
+        "headers_only",
+        "null_key",
     }
 
 
