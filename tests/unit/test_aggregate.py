@@ -94,3 +94,17 @@ def test_a_group_below_four_fifths_fires_the_default_fairness_rule() -> None:
     aggregator.apply(batch)
     aggregator.apply(_predictions(range(400, 401), T0 + 2 * WINDOW_MS))
     assert _alerts(aggregator, T0 + 10 * WINDOW_MS) == [("default-disparate-impact:sex", "firing", 0.5)]
+
+
+def test_only_the_report_of_a_window_closing_is_marked_as_its_close() -> None:
+    """The window-close lag histogram observes these reports only (not revisions by late labels)."""
+    aggregator = Aggregator(lambda _: SPEC)
+    now = T0 + 10 * WINDOW_MS
+    aggregator.apply(_predictions(range(100), T0 + 1_000))
+    aggregator.apply(_predictions(range(100, 101), T0 + 2 * WINDOW_MS))
+    closed = aggregator.tick(now, idle=False)
+    aggregator.window_rows()
+    assert [(r.window_start.timestamp() * 1000, r.closes_window) for r in closed] == [(T0, True)]
+    aggregator.apply(_outcomes(range(100), T0 + 1_000, "0"))
+    revised = aggregator.tick(now, idle=False)
+    assert revised and not any(r.closes_window for r in revised)
