@@ -29,7 +29,7 @@ from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.cardinality import BoundedValues
 from stream.pipeline.ingest import batch_items, select_items
 from stream.pipeline.replay import RecentIds
-from stream.pipeline.windows import ModelClock, WindowKey, WindowStore
+from stream.pipeline.windows import ModelClock, WindowKey, WindowStore, segment_fields_of
 
 WINDOW_METRIC_COLUMNS = ("model_id", "model_version", "segment", "window_start", "window_end", "metric",
                          "value", "samples", "version", "updated_at")
@@ -116,7 +116,7 @@ class Aggregator:
         spec = self.spec_for(model_id)
         regression = spec.task == "regression"
         p, o = batch["preds"], batch["outs"]
-        fields = spec.segment_fields
+        fields = segment_fields_of(spec)
         if p["off"]:
             p_preds = _labels(p["pred"], regression)
             p_ts = np.asarray(p["ts"], dtype=np.int64)
@@ -126,26 +126,6 @@ class Aggregator:
             p_segments = self.segment_values.fold_segments(model_id, fields, p["seg"])
             p_ids = ["p" + pid for pid in p["pid"]]
         if o["off"]:
-<<<<<<< HEAD
-            keep = self.recent.fresh(["o" + pid for pid in o["pid"]])
-            self.replayed += int((~keep).sum())
-            if keep.any():
-                idx = np.flatnonzero(keep)
-                business = {key: np.asarray([o["biz"][i].get(key, np.nan) for i in idx], dtype=np.float64)
-                            for key in spec.business_values}
-                versions = [o["ver"][i] for i in idx]
-                ts = np.asarray(o["ts"], dtype=np.int64)[idx]
-                y_true, y_pred = _labels(o["label"], regression)[idx], _labels(o["pred"], regression)[idx]
-                scores = np.asarray(o["score"], dtype=np.float64)[idx]
-                self.store.add_outcomes(model_id, versions, [o["seg"][i] for i in idx], ts, y_true, y_pred, scores,
-                                        business)
-                if spec.task == "binary_classification":
-                    self._calibrate(model_id, versions, scores, label_mask(y_true, str(spec.positive_class)))
-                label_ts = np.asarray(o["lts"], dtype=np.int64)[idx]  # the error stream's time is label time
-                self._record(model_id, self.monitor(model_id).add_outcomes(
-                    versions, label_ts, y_true, y_pred, scores, self._positions(model_id, idx.size)))
-                self.outcomes += idx.size
-=======
             o_business = {key: np.asarray([b.get(key, np.nan) for b in o["biz"]], dtype=np.float64)
                           for key in spec.business_values}
             o_ts = np.asarray(o["ts"], dtype=np.int64)
@@ -182,13 +162,14 @@ class Aggregator:
                     y_true, y_pred, scores = o_true[idx], o_pred[idx], o_scores[idx]
                     self.store.add_outcomes(model_id, versions, [o_segments[i] for i in idx], o_ts[idx], y_true,
                                             y_pred, scores, {k: v[idx] for k, v in o_business.items()})
+                    if spec.task == "binary_classification":
+                        self._calibrate(model_id, versions, scores, label_mask(y_true, str(spec.positive_class)))
                     self._record(model_id, self.monitor(model_id).add_outcomes(
                         versions, o_label_ts[idx], y_true, y_pred, scores, self._positions(model_id, idx.size)))
                     self.outcomes += idx.size
         except Exception as exc:
             raise StageFailure(f"the aggregate stage failed while applying a batch of model {model_id!r}: "
                                f"{describe(exc)}") from exc
->>>>>>> main
 
     def _calibrate(self, model_id: str, versions: list[str], scores: np.ndarray, positive: np.ndarray) -> None:
         for version in dict.fromkeys(versions):
@@ -295,15 +276,12 @@ class Aggregator:
             "counts": (self.replayed, self.predictions, self.outcomes),
             "monitors": {m: monitor.to_bytes() for m, monitor in self.monitors.items()},
             "positions": dict(self.positions), "detections": list(self.detections),
-<<<<<<< HEAD
             "calibrators": [[m, v, {k: a.tolist() for k, a in c.to_arrays().items()}]
                             for (m, v), c in self.calibrators.items()],
             "estimates": {_key_text(k): {name: list(pair) for name, pair in e.items()}
                           for k, e in self.estimates.items()},
-=======
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
             "too_late_by_model": dict(self.store.too_late_by_model),
->>>>>>> main
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -335,18 +313,15 @@ class Aggregator:
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])
         out.store.too_late = state["too_late"]
-<<<<<<< HEAD
         for model_id, version, arrays in state.get("calibrators", []):
             calibrator = out.calibrators[(model_id, version)] = ScoreCalibrator()
             calibrator.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
         out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
                          for t, e in state.get("estimates", {}).items()}
-=======
         if "versions" in state:  # checkpoints written before the cardinality limits have none
             out.versions = BoundedValues.from_state(state["versions"], out.versions.limit)
             out.segment_values = BoundedValues.from_state(state["segment_values"], out.segment_values.limit)
             out.store.too_late_by_model = dict(state["too_late_by_model"])
->>>>>>> main
         return out
 
 
