@@ -136,7 +136,7 @@ class Service:
         else:
             self.bootstrap = str(s.kafka_bootstrap_servers)
         asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
-        self.ch = ClickHouse(s.dsn, s.clickhouse_database)
+        self.ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
         migrate(self.ch, s.outcomes_ttl_days)
         telemetry = Telemetry()
 
