@@ -49,11 +49,13 @@ def up(
     rate: Annotated[float, typer.Option(help="demo: predictions per second", min=1)] = 100.0,
     drift_after: Annotated[float | None, typer.Option(help="demo: seconds until drift (default: half)")] = None,
     window_seconds: Annotated[int, typer.Option(help="demo: window size of the demo models", min=1)] = 60,
+    serve: Annotated[bool, typer.Option("--serve", help="demo: keep serving the dashboard after the traffic, "
+                                                        "until Ctrl-C")] = False,
 ) -> None:
     """Run the monitor: embedded broker (unless Kafka is configured), migrations, worker and HTTP endpoint.
 
     Stops cleanly on Ctrl-C or SIGTERM. With --demo it produces synthetic traffic with an injected data and
-    concept drift, then prints what it wrote and stops.
+    concept drift, then prints what it wrote and stops (with --serve: keeps serving until Ctrl-C).
     """
     from stream.runtime.service import Service
 
@@ -61,11 +63,15 @@ def up(
     if demo:
         from stream.demo.run import Demo, DemoOptions, summary
 
-        options = DemoOptions(duration=duration, rate=rate, drift_after=drift_after, window_seconds=window_seconds)
-        runner = Demo(options, say=console.print)
+        options = DemoOptions(duration=duration, rate=rate, drift_after=drift_after, window_seconds=window_seconds,
+                              serve=serve)
+        runner = Demo(options, say=lambda text: console.print(text, markup=False, highlight=False))
         service.extra_tasks.append(runner)
-        service.on_stopped.append(
-            lambda svc: console.print(summary(svc, runner.report), markup=False, highlight=False))
+        if not serve:  # with --serve the summary is printed when the traffic ends
+            service.on_stopped.append(
+                lambda svc: console.print(summary(svc, runner.report), markup=False, highlight=False))
+    elif serve:
+        raise UserError("--serve only applies to --demo: without it `driftwarden up` serves until Ctrl-C anyway")
     raise typer.Exit(service.run())
 
 
@@ -117,6 +123,20 @@ def sql(
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
         console.print(f"{len(rows)} rows")
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="model id")],
+    since: Annotated[str | None, typer.Option(help="start: ISO 8601 (UTC if no zone), epoch ms, or 6h/7d ago")] = None,
+    until: Annotated[str | None, typer.Option(help="end (exclusive), same forms; default: now")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML file (no network needed to open it) with the model's charts and tables."""
+    from stream.cli.report import write_report
+
+    path, pages = write_report(settings(), model, since, until, out)
+    console.print(f"wrote {path} ({pages} version/segment pages)")
 
 
 @schemas_app.command("export")

@@ -137,8 +137,13 @@ class Service:
         asyncio.run(ensure_topics(self.bootstrap, s))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database)
         migrate(self.ch, s.outcomes_ttl_days)
-        self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches).start()
         telemetry = Telemetry()
+
+        def written(table: str, seconds: float) -> None:
+            if table in ("outcomes", "dead_letters"):  # rows straight from an ingest batch
+                telemetry.ingest_latency.labels(table).observe(seconds)
+
+        self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches, on_written=written).start()
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
         runtime = self.runtime
         runtime.load_registry()
@@ -208,6 +213,7 @@ class Service:
         return (
             f"driftwarden is up\n  Kafka       {kafka}\n  ClickHouse  {clickhouse}\n"
             f"  HTTP        {url}/healthz  {url}/readyz  {url}/metrics  {url}/sql\n"
+            f"  dashboard   {url}/dashboard\n"
             f"  produce to  {s.topic_predictions}, {s.topic_ground_truth}; alerts on {s.topic_alerts}\n"
             f"  query       driftwarden sql \"SELECT * FROM {s.clickhouse_database}.window_metrics_latest LIMIT 10\""
         )
