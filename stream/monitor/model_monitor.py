@@ -9,7 +9,7 @@ models have none. Online detectors (:class:`SignalMonitor`) watch, per version, 
 ``score`` or ``prediction``) and the error stream (signal ``error``: 0/1 loss for classification,
 absolute error for regression), in arrival order.
 
-Without a reference profile the first ``monitor.reference_events`` events build one (profile_records, 10
+Without a reference profile the first ``monitor.reference_events`` events build one (profile_records, 100
 quantile bins); those events are used for the reference only: they are neither tested for drift nor
 counted in data quality. A reference given without the pseudo-feature gets that one part from the first
 events' outputs in the same way. :meth:`ModelMonitor.close_window` runs the tests, the rules and the alert
@@ -45,7 +45,7 @@ from stream.alerts.rules import (
 from stream.alerts.state import AlertTracker
 from stream.contracts.events import AlertEvent, ModelSpec
 from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
-from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare
+from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.profiles import FeatureProfile, bin_counts
 from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
 from stream.monitor.reference import ReferenceBuilder
@@ -364,10 +364,12 @@ class ModelMonitor:
         start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
         profiles = self.profiles
         results: dict[str, list[TestResult]] = {}
+        n_tests = sum(significance_tests(p) for p in profiles.values())  # Bonferroni over the whole window
         for name, p in profiles.items():
             counts = sketch.counts.get(name) if sketch is not None else None
             window_counts = counts if counts is not None else np.zeros(p.n_bins, dtype=np.int64)
-            results[name] = compare(p, window_counts, len(profiles), self.feature_thresholds.get(name, self.thresholds))
+            thresholds = self.feature_thresholds.get(name, self.thresholds)
+            results[name] = compare(p, window_counts, thresholds=thresholds, n_tests=n_tests)
         acc = sketch.quality if sketch is not None else QualityAccumulator(self.specs, self.reference)
         quality = acc.results()
         inputs_only = {k: v for k, v in results.items() if k != self.pseudo}

@@ -176,7 +176,7 @@ def test_drift_statistics_match_an_independent_computation() -> None:
     row = rows[("channel", "chi2")]
     assert row[7] == pytest.approx(chi2, rel=1e-9)
     assert row[8] == pytest.approx(pval, rel=1e-6, abs=1e-300)
-    assert row[9] == pytest.approx(0.01 / 7)  # Bonferroni over 6 features + the score
+    assert row[9] == pytest.approx(0.01 / 12)  # Bonferroni: KS + chi-square x (4 numeric + score), 2 chi2
     assert row[10] == 1
 
 
@@ -255,8 +255,8 @@ def test_builds_the_reference_from_the_first_n_events_only() -> None:
         ref = mon.reference
         assert ref is not None
         assert ref["x"] == profile_numeric(x)
-        deciles = np.quantile(x, np.arange(1, 10) / 10, method="inverted_cdf")
-        assert ref["x"].edges == tuple(np.unique(deciles))
+        percentiles = np.quantile(x, np.arange(1, 100) / 100, method="inverted_cdf")
+        assert ref["x"].edges == tuple(np.unique(percentiles))
         assert ref["c"] == profile_categorical(np.array([f["c"] for f in feats[:100]], dtype=object))
         assert ref["__score__"] == profile_numeric(scores[:100])
         sketch = mon.windows[("1", T0)]
