@@ -141,3 +141,25 @@ def test_a_stage_failure_ends_the_process_promptly_with_one_line(tmp_path: Path)
     assert len(lines) == 1 and "the ingest stage failed" in lines[0], output
     assert "Traceback" not in output
     print(f"exited with {code} {took:.1f} s after the failing record was produced")
+
+
+def test_outcomes_keep_every_accepted_event_time_like_the_window_tables(tmp_path: Path) -> None:
+    """Outcomes dated 1970, 1971, 2150 and late 2199 are all kept (the old TTL by prediction time dropped old
+    ones on insert and wrapped after 2106); they expire by the time they were written."""
+    from stream.pipeline.rows import OUTCOME_COLUMNS
+    from stream.storage.clickhouse import ClickHouse
+    from stream.storage.migrations import migrate
+
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}", "driftwarden")
+    try:
+        migrate(ch, 90)
+        times = [0, 31_536_000_000, 5_680_281_600_000, 7_258_118_400_000 - 1]  # 1970, 1971, 2150, 2199-12-31
+        ch.insert("outcomes", [(f"p{i}", "m", "1", "", ts, ts, "a", "a", None, {}, ts) for i, ts in enumerate(times)],
+                  list(OUTCOME_COLUMNS))
+        _, rows = ch.query_rows("SELECT toUnixTimestamp64Milli(prediction_time) FROM driftwarden.outcomes FINAL "
+                                "ORDER BY prediction_id")
+        assert [r[0] for r in rows] == times
+        _, ddl = ch.query_rows("SHOW CREATE TABLE driftwarden.outcomes")
+        assert "TTL written_at + toIntervalDay(90)" in ddl[0][0]
+    finally:
+        ch.close()
