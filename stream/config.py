@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.contracts.events import Limits
+
+if TYPE_CHECKING:
+    from stream.pipeline.ingest import IngestBounds
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,26 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, gt=0, description="at most about one insert per table this often")
     checkpoint_seconds: float = Field(5.0, gt=0, description="how often stage state is checkpointed")
     sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
+
+    # --- bounds on event time and cardinality, fatal exit (issue 13)
+    max_future_skew_seconds: int = Field(
+        300, ge=0, description="predictions/labels dated further after their Kafka record time are dead-lettered")
+    max_event_age_days: int = Field(
+        3650, ge=0, description="events dated further before their Kafka record time are dead-lettered; 0: no limit")
+    max_models: int = Field(1000, ge=1, description="most models; auto-registering another is dead-lettered")
+    max_features_per_model: int = Field(500, ge=1, description="most features of an auto-registered model")
+    max_versions_per_model: int = Field(50, ge=1, description="later versions of a model count as '__other__'")
+    max_segment_values: int = Field(100, ge=1, description="per model and segment field; later values: '__other__'")
+    fatal_exit_seconds: float = Field(
+        10.0, gt=0, description="after a stage failure the process exits (code 70) at the latest this much later")
+
+    @property
+    def ingest_bounds(self) -> IngestBounds:
+        from stream.pipeline.ingest import IngestBounds
+
+        return IngestBounds(max_future_skew_ms=self.max_future_skew_seconds * 1000,
+                            max_event_age_ms=self.max_event_age_days * 86_400_000, max_models=self.max_models,
+                            max_features_per_model=self.max_features_per_model)
 
     @field_validator("data_dir")
     @classmethod

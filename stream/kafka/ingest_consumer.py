@@ -75,7 +75,8 @@ class IngestConsumer:
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
                         continue
-                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers))
+                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers),
+                                                 max(m.timestamp or 0, 0))
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
                         self.positions[tp] = self.read_to[tp] = messages[-1].offset + 1

@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -39,7 +42,8 @@ from stream.monitor.report import (
     WindowReport,
 )
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
-from stream.pipeline.ingest import Ingest, RawRecord, split_batch
+from stream.pipeline.barrier import describe, isolate
+from stream.pipeline.ingest import Ingest, RawRecord, batch_items, item_dead_letter, select_items, split_batch
 from stream.pipeline.rows import (
     ALERT_COLUMNS,
     DEAD_LETTER_COLUMNS,
@@ -74,7 +78,7 @@ class Runtime:
         self.ingest = Ingest(
             self.registry, settings.limits, settings.topic_predictions, settings.topic_ground_truth,
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
-            auto_register=settings.unregistered_model == "auto_register",
+            auto_register=settings.unregistered_model == "auto_register", bounds=settings.ingest_bounds,
         )
         self.aggregators: dict[int, Aggregator] = {}
         self.checkpoints = CheckpointStore(ch, sink)
@@ -175,6 +179,9 @@ class Runtime:
                         aggregator = self.aggregators.get(partition) or await self.restore_aggregator(partition)
                         aggregator.apply(orjson.loads(event.message.value), event.message.offset)
                         self.touched["aggregate"].add(partition)
+                        if aggregator.poisoned:
+                            await self.publish_dead_letters(self._item_letters(aggregator.poisoned))
+                            aggregator.poisoned.clear()
                     self.held["aggregate"].extend(events)
                     self.last_event_monotonic = time.monotonic()
                     self.telemetry.advance(self.telemetry.replayed, sum(a.replayed for a in self.aggregators.values()))
@@ -224,11 +231,13 @@ class Runtime:
 
         @app.timer(s.sink_flush_seconds)
         async def flush() -> None:
-            await self.flush_windows()
+            async with self.fatal_on_error("window flush"):
+                await self.flush_windows()
 
         @app.timer(max(5.0, s.sink_flush_seconds))
         async def expire() -> None:
-            await self.expire_joins()
+            async with self.fatal_on_error("join expiry"):
+                await self.expire_joins()
 
         @app.task
         async def started() -> None:
@@ -251,8 +260,9 @@ class Runtime:
         try:
             yield
         except Exception as exc:
-            log.exception("the %s stage failed; stopping the worker", stage)
-            self.failure = f"the {stage} stage failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.debug("the %s stage failed", stage, exc_info=True)
+            self.failure = f"the {stage} stage failed: {describe(exc)}"
+            exit_soon(self.failure, self.settings.fatal_exit_seconds)
             for callback in self.on_failure:
                 callback()
             await asyncio.Event().wait()  # hold the batch until the worker stops
@@ -292,9 +302,12 @@ class Runtime:
         found = await asyncio.to_thread(self.checkpoints.load, "aggregate", partition)
         db = self.settings.clickhouse_database
         if found is None:
-            aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db)
+            aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db,
+                                    max_versions=self.settings.max_versions_per_model,
+                                    max_segment_values=self.settings.max_segment_values)
         else:
-            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db)
+            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db,
+                                            self.settings.max_versions_per_model, self.settings.max_segment_values)
             if self.fresh_broker:
                 aggregator.next_offset = 0
             log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)
@@ -361,16 +374,29 @@ class Runtime:
         for model in result.registered:
             await self.publish_model(model)
         outcome_rows: list[tuple[Any, ...]] = []
-        for (model_id, _), batch in result.batches.items():
-            for chunk in split_batch(batch):
-                await self.topics["outcomes"].send(key=model_id.encode(), value=orjson.dumps(chunk))
-            outcome_rows.extend(outcome_rows_of(batch))
+        poisoned: list[tuple[Mapping[str, Any], str, int, str]] = []
+        for (model_id, _), whole in result.batches.items():
+            try:  # the per-record barrier of serialisation and row building: split only on failure
+                parts = [([orjson.dumps(c) for c in split_batch(whole)], outcome_rows_of(whole))]
+            except Exception:
+                parts = _serialised_items(whole, poisoned)
+            for chunks, rows in parts:
+                for chunk in chunks:
+                    await self.topics["outcomes"].send(key=model_id.encode(), value=chunk)
+                outcome_rows.extend(rows)
+        if poisoned:
+            result.dead_letters.extend(self._item_letters(poisoned))
         if outcome_rows:
             self.telemetry.outcomes.inc(len(outcome_rows))
             await self.sink.submit("outcomes", OUTCOME_COLUMNS, outcome_rows, since=read_at)
         if result.dead_letters:
             await self.publish_dead_letters(result.dead_letters, since=read_at)
         self.telemetry.join_waiting.set(sum(len(j) for j in self.ingest.joins.values()))
+
+    def _item_letters(self, items: list[tuple[Mapping[str, Any], str, int, str]]) -> list[DeadLetter]:
+        topics = (self.settings.topic_predictions, self.settings.topic_ground_truth)
+        return [item_dead_letter(batch, side, i, topics, error, self.settings.limits)
+                for batch, side, i, error in items]
 
     async def publish_dead_letters(self, letters: list[DeadLetter], since: float | None = None) -> None:
         rows = []
@@ -457,4 +483,32 @@ class Runtime:
         return len(rows)
 
 
-__all__ = ["Runtime", "infer_spec"]
+def _serialised_items(batch: dict[str, Any], poisoned: list[tuple[Mapping[str, Any], str, int, str]],
+                      ) -> list[tuple[list[bytes], list[tuple[Any, ...]]]]:
+    """Serialise a batch record whose whole serialisation failed item by item (the barrier's split); the
+    items that fail go to ``poisoned``."""
+    def run(items: Sequence[tuple[str, int]]) -> tuple[list[bytes], list[tuple[Any, ...]]]:
+        part = select_items(batch, items)
+        return [orjson.dumps(c) for c in split_batch(part)], outcome_rows_of(part)
+
+    return isolate(batch_items(batch), run,
+                   lambda item, exc: poisoned.append((batch, *item, f"serialisation: {describe(exc)}")))
+
+
+def exit_soon(reason: str, seconds: float) -> None:
+    """Log ``reason`` as one line and make sure the process ends with code 70 within ``seconds``, even if
+    the orderly shutdown hangs (Faust keeps a non-daemon thread that can block the interpreter's exit)."""
+
+    def hard_exit() -> None:
+        time.sleep(seconds)
+        sys.stderr.write(f"driftwarden: {reason}; the worker did not stop within {seconds:.0f} s: exiting\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STAGE_FAILURE)
+
+    threading.Thread(target=hard_exit, name="driftwarden-fatal-exit", daemon=True).start()
+
+
+EXIT_STAGE_FAILURE = 70  # EX_SOFTWARE
+
+
+__all__ = ["EXIT_STAGE_FAILURE", "Runtime", "exit_soon", "infer_spec"]

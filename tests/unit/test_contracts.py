@@ -322,6 +322,12 @@ def test_reasons() -> None:
         "empty_value",
         "headers_only",
         "null_key",
+        "timestamp_out_of_range",
+        "timestamp_in_future",
+        "wrong_prediction_kind",
+        "too_many_models",
+        "too_many_model_features",
+        "processing_error",
     }
 
 
