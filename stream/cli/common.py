@@ -48,7 +48,7 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
     from stream.runtime.web import _with_readonly
     from stream.storage.clickhouse import ClickHouse
 
-    ch = ClickHouse(s.dsn, s.clickhouse_database)
+    ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
     try:
         columns, rows = ch.query_rows(_with_readonly(check_read_only(statement)))
     except UserError:
@@ -58,3 +58,13 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
     finally:
         ch.close()
     return columns, [list(r) for r in rows]
+
+
+def kafka_target(s: Settings) -> tuple[str, dict[str, Any]]:
+    """Where the CLI reaches Kafka: the running service's broker or the configured one, and the client security
+    options (`stream.kafka.security.client_options`; none for the embedded broker)."""
+    from stream.client import resolve_bootstrap
+    from stream.kafka.security import client_options
+
+    bootstrap, embedded = resolve_bootstrap(s)
+    return bootstrap, client_options(s, embedded)
