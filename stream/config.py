@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.contracts import Limits
@@ -68,6 +68,23 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(5.0, gt=0, description="how often stage state is checkpointed")
     sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
 
+    # --- security: HTTP endpoint and read-only SQL (issue 11)
+    web_token: SecretStr | None = Field(
+        None, description="bearer token required by /sql and every data endpoint; /healthz /readyz /metrics stay open")
+    web_allow_open: bool = Field(False, description="allow a non-loopback DRIFTWARDEN_WEB_HOST without a token")
+    web_read_timeout_seconds: float = Field(10.0, gt=0, description="a request must arrive whole within this")
+    web_max_connections: int = Field(256, ge=1, description="open HTTP connections at most (more are refused)")
+    web_max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
+    sql_max_execution_seconds: float = Field(10.0, gt=0, description="time limit of one /sql query")
+    sql_max_memory_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20, description="memory limit of one /sql query")
+    sql_max_rows_to_read: int = Field(1_000_000_000, ge=1, description="rows one /sql query may read")
+    sql_max_bytes_to_read: int = Field(50 * 1024**3, ge=1, description="bytes one /sql query may read")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="rows one /sql query returns at most (streamed)")
+    sql_max_threads: int = Field(2, ge=1, description="engine threads of one /sql query (ingest keeps the rest)")
+    sql_queue: int = Field(8, ge=0, description="/sql queries waiting behind the running one; more get 503")
+    ready_stall_seconds: float = Field(
+        60.0, gt=0, description="/readyz fails when input waits and nothing was processed for this long")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -103,6 +120,7 @@ class Settings(BaseSettings):
         out["webhook_secret"] = "***" if self.webhook_secret else ""
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
+        out["web_token"] = "***" if self.web_token else None
         return out
 
 

@@ -12,7 +12,9 @@ A range assignor gives one consumer partition *i* of both topics, which the join
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +61,8 @@ class IngestConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = False
         self.partitions = 0  # of the input topics (co-partitioned), from the cluster's metadata
+        self.handled: dict[TopicPartition, int] = {}  # next offset to handle, per partition handled so far
+        self.progress_at = time.monotonic()  # when a batch was last handled (for /readyz)
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.options)  # needs the running loop
@@ -77,9 +81,27 @@ class IngestConsumer:
                     await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
-                        self.positions[tp] = messages[-1].offset + 1
+                        self.positions[tp] = self.handled[tp] = messages[-1].offset + 1
+                    self.progress_at = time.monotonic()
         finally:
             await self.consumer.stop()
+
+    def lag(self) -> int:
+        """Records waiting in the partitions handled so far (from the high watermarks of the last fetches)."""
+        if self.consumer is None:
+            return 0
+        waiting = 0
+        for tp, offset in self.handled.items():
+            with contextlib.suppress(Exception):  # a revoked partition has no high watermark
+                waiting += max(0, (self.consumer.highwater(tp) or 0) - offset)
+        return waiting
+
+    def stalled_seconds(self) -> float:
+        """For how long records have been waiting while nothing was handled (0 when nothing waits)."""
+        if self.lag() == 0:
+            self.progress_at = time.monotonic()
+            return 0.0
+        return time.monotonic() - self.progress_at
 
     async def commit(self) -> None:
         """Commit what the last checkpoint covers (call with the lock held, right after the checkpoint)."""

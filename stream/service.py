@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -14,6 +16,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -28,12 +31,27 @@ from stream.errors import UserError, quiet_logger
 from stream.migrations import migrate
 from stream.silences import SILENCES_TOPIC
 from stream.sink import Sink
+from stream.storage.readonly_sql import ReadOnlySQL, SQLLimits
 from stream.telemetry import Telemetry
-from stream.web import build_web_app, start_web
+from stream.web import WebLimits, build_web_app, start_web
 
 log = logging.getLogger(__name__)
 
 RUNTIME_FILE = "runtime.json"
+
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` with one clear line."""
+    try:
+        return os.open(path, flags | _NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link: remove it (driftwarden does not follow links there)") \
+                from None
+        raise
 
 
 @contextlib.contextmanager
@@ -41,13 +59,13 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the data directory; a second `driftwarden up` on it gets one clear line."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "driftwarden.lock"
-    handle = open(path, "a+")  # noqa: SIM115
+    handle = os.fdopen(_open_nofollow(path, os.O_RDWR | os.O_CREAT), "r+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = handle.read(32).strip() or "another process"
             raise UserError(
                 f"driftwarden is already running on {data_dir} (pid {holder}): stop it first, or set "
                 "DRIFTWARDEN_DATA_DIR to another directory"
@@ -63,14 +81,75 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def read_runtime(data_dir: Path) -> dict[str, Any] | None:
-    """Where the running service listens (written by `up`), or None when it is not running."""
+def _read_runtime_file(data_dir: Path) -> dict[str, Any] | None:
     try:
-        info = dict(json.loads((data_dir / RUNTIME_FILE).read_text()))
-        os.kill(int(info["pid"]), 0)  # left behind by a killed service?
-    except (OSError, ValueError, KeyError):
+        fd = _open_nofollow(data_dir / RUNTIME_FILE, os.O_RDONLY)
+    except (OSError, UserError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            info = json.loads(handle.read(65536))
+        except ValueError:
+            return None
+    return info if isinstance(info, dict) else None
+
+
+def read_runtime(data_dir: Path) -> dict[str, Any] | None:
+    """Where the running service listens (written by `up`), or None when it is not running.
+
+    Trusted only when its pid is alive and that process listens on the file's web port on this machine (a
+    stale or forged file does not redirect clients).
+    """
+    info = _read_runtime_file(data_dir)
+    if info is None:
+        return None
+    try:
+        pid = int(info["pid"])
+        url = urlsplit(str(info["web_url"]))
+        port = url.port
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    host = url.hostname or ""
+    if url.scheme != "http" or port is None or not (is_loopback(host) or host in ("0.0.0.0", "::")):
+        return None
+    if not listens_on(pid, port):
         return None
     return info
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket listening on ``port`` (Linux /proc; elsewhere: a connect)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return port_in_use("127.0.0.1", port)
+    inodes: set[str] = set()
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for fd in fds:
+        with contextlib.suppress(OSError):  # fds close while we look
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+    return False
+
+
+def remove_runtime(data_dir: Path) -> None:
+    """Remove runtime.json if this process wrote it (never another service's)."""
+    info = _read_runtime_file(data_dir)
+    if info is not None and info.get("pid") == os.getpid():
+        with contextlib.suppress(OSError):
+            (data_dir / RUNTIME_FILE).unlink()
 
 
 async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.0) -> None:
@@ -101,6 +180,32 @@ async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def sql_limits(s: Settings) -> SQLLimits:
+    """The limits of read-only SQL queries, from the settings."""
+    return SQLLimits(max_execution_seconds=s.sql_max_execution_seconds, max_memory_bytes=s.sql_max_memory_bytes,
+                     max_rows_to_read=s.sql_max_rows_to_read, max_bytes_to_read=s.sql_max_bytes_to_read,
+                     max_result_rows=s.sql_max_result_rows, max_threads=s.sql_max_threads)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(s: Settings) -> None:
+    """Refuse to serve data on a non-loopback address without a token (unless told to run open)."""
+    if not is_loopback(s.web_host) and s.web_token is None and not s.web_allow_open:
+        raise UserError(
+            f"refusing to serve /sql on {s.web_host} without a token: set DRIFTWARDEN_WEB_TOKEN (or "
+            "DRIFTWARDEN_WEB_ALLOW_OPEN=true to run open on purpose, or DRIFTWARDEN_WEB_HOST=127.0.0.1)"
+        )
 
 
 class CheckpointingWorker(faust.Worker):
@@ -137,6 +242,7 @@ class Service:
         self.announce = announce
         self.broker: EmbeddedBroker | None = None
         self.ch: ClickHouse | None = None
+        self.sql: ReadOnlySQL | None = None
         self.sink: Sink | None = None
         self.runtime: Runtime | None = None
         self.worker: faust.Worker | None = None
@@ -146,6 +252,7 @@ class Service:
 
     def run(self) -> int:
         s = self.settings
+        check_bind(s)
         with data_dir_lock(s.data_dir):
             if port_in_use(s.web_host, s.web_port):
                 raise UserError(
@@ -167,6 +274,7 @@ class Service:
         asyncio.run(ensure_topics(self.bootstrap, s))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database)
         migrate(self.ch, s.outcomes_ttl_days)
+        self.sql = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s))
         self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches).start()
         telemetry = Telemetry()
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
@@ -176,7 +284,11 @@ class Service:
 
         async def serve_http() -> None:
             assert self.ch is not None
-            web_app = build_web_app(self.ch, telemetry.registry, self.ready)
+            limits = WebLimits(
+                token=s.web_token.get_secret_value() if s.web_token else None,
+                read_timeout=s.web_read_timeout_seconds, max_connections=s.web_max_connections,
+                max_body_bytes=s.web_max_body_bytes, sql_queue=s.sql_queue)
+            web_app = build_web_app(telemetry.registry, self.ready, self.sql, limits)
             runner = await start_web(web_app, s.web_host, s.web_port)
             self._write_runtime()
             self.announce(self.banner())
@@ -223,6 +335,10 @@ class Service:
             return False, "worker starting"
         if self.sink is not None and self.sink.stats.failures and self.sink.pending:
             return False, f"ClickHouse writes failing: {self.sink.stats.last_error}"
+        consumer = self.runtime.ingest_consumer
+        stalled = consumer.stalled_seconds()
+        if stalled > self.settings.ready_stall_seconds:
+            return False, f"pipeline stalled: {consumer.lag()} input records waiting, none handled for {stalled:.0f} s"
         return True, "ok"
 
     def stop(self) -> None:
@@ -246,13 +362,19 @@ class Service:
         s = self.settings
         info = {"pid": os.getpid(), "bootstrap_servers": self.bootstrap, "embedded_broker": self.broker is not None,
                 "web_url": f"http://{s.web_host}:{s.web_port}", "database": s.clickhouse_database}
-        (s.data_dir / RUNTIME_FILE).write_text(json.dumps(info))
+        temporary = s.data_dir / f".{RUNTIME_FILE}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        with os.fdopen(_open_nofollow(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as handle:
+            handle.write(json.dumps(info))
+        os.replace(temporary, s.data_dir / RUNTIME_FILE)  # replaces a link itself, never its target
 
     def _cleanup(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.settings.data_dir / RUNTIME_FILE).unlink()
+        remove_runtime(self.settings.data_dir)
         if self.sink is not None:
             self.sink.stop()
+        if self.sql is not None:
+            self.sql.close()
         if self.ch is not None:
             self.ch.close()
         if self.broker is not None:
