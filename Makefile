@@ -27,6 +27,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy stream tests benchmarks
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""Calibrate the drift detectors of stream.detectors: false alarms, detection delay, cost per event.
+"""Calibrate the drift detectors of stream.monitor.detectors: false alarms, detection delay, cost per event.
 
 Run ``python benchmarks/detector_calibration.py [--events N] [--quick]`` from the repository root. Writes
 benchmarks/results/detector_calibration.json and .md; progress goes to stderr.
@@ -23,7 +23,7 @@ import river
 from river.datasets import synth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stream.detectors import DetectorParams, SignalMonitor
+from stream.monitor.detectors import DetectorParams, SignalMonitor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ADWIN_DELTAS = [2e-3, 2e-4, 2e-5, 2e-6]
@@ -287,7 +287,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"river {r['versions']['river']}, numpy {r['versions']['numpy']}, {r['cpu_count']} CPUs, "
         f"{r['elapsed_s']:.0f} s.",
         "",
-        f"Input of every detector: `stream.detectors.SignalMonitor` (standardised with the statistics of a "
+        f"Input of every detector: `stream.monitor.detectors.SignalMonitor` (standardised with the statistics of a "
         f"{r['fixed_params']['warmup']}-value warm-up, clipped to ±{r['fixed_params']['clip']:g}). "
         "ADWIN: clock 32, min_window_length 5, grace_period 10. Page-Hinkley: two-sided, min_instances 30, "
         "delta 0.005, alpha 0.9999.",
@@ -328,7 +328,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"- chosen ADWIN delta: {fmt(ch['adwin'], 'g')}; "
         f"Page-Hinkley threshold: {fmt(ch['page_hinkley'], 'g')}",
-        f"- defaults in `stream/detectors.py`: ADWIN delta {cur['adwin']:g}, Page-Hinkley threshold "
+        f"- defaults in `stream/monitor/detectors.py`: ADWIN delta {cur['adwin']:g}, Page-Hinkley threshold "
         f"{cur['page_hinkley']:g} ({'match' if match else 'DO NOT match: update DetectorParams'})",
         "",
         "Why: with Page-Hinkley's fading factor 0.9999 its cumulative sum has a stationary spread of about "

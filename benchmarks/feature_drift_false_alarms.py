@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/feature_drift_false_alarms.py [--seeds 6] [--rate 400] [--window 6]``.
 
-The demo's two models (`stream.synthetic.Scenario`, no drift injected) at ``--rate`` events/s in total, windows
+The demo's two models (`stream.demo.synthetic.Scenario`, no drift injected) at ``--rate`` events/s in total, windows
 of ``--window`` seconds, each model's reference built from its first events as the worker builds it; every
 window is closed through `ModelMonitor.close_window` and its drifted (feature, test) results are counted.
 `tests/integration/test_demo.py` allows one early flag per run because of this rate.
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from stream.contracts import ModelSpec
-from stream.monitoring import ModelMonitor
-from stream.monitoring_report import FEATURE_DRIFT_COLUMNS
-from stream.synthetic import Scenario
+from stream.contracts.events import ModelSpec
+from stream.demo.synthetic import Scenario
+from stream.monitor.model_monitor import ModelMonitor
+from stream.monitor.report import FEATURE_DRIFT_COLUMNS
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

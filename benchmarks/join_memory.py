@@ -1,4 +1,4 @@
-"""Memory per waiting prediction and add_predictions/add_labels throughput of stream.join.JoinState.
+"""Memory per waiting prediction and add_predictions/add_labels throughput of stream.pipeline.join.JoinState.
 
 Run: ``.venv/bin/python benchmarks/join_memory.py [--n 200000] [--batch 1000]``.
 
@@ -19,7 +19,7 @@ import uuid
 
 import numpy as np
 
-from stream.join import JoinState
+from stream.pipeline.join import JoinState
 
 DAY_MS = 86_400_000
 

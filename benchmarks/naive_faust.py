@@ -1,6 +1,6 @@
 """The naive baseline of `driftwarden bench`: the straightforward way to write this pipeline with Faust.
 
-Per event: pydantic validation (`stream.contracts`), a Faust table read and write keyed by prediction_id for the
+Per event: pydantic validation (`stream.contracts.events`), a Faust table read and write keyed by prediction_id for the
 join (with its changelog), River ADWIN updates for every numeric feature and, once joined, for the error
 stream; joined outcomes are inserted into ClickHouse (chdb) synchronously, in batches of ``--insert-batch``.
 
@@ -24,9 +24,9 @@ from typing import Any
 import faust
 from river.drift import ADWIN
 
-from stream.clickhouse import ClickHouse
-from stream.contracts import GroundTruthEvent, PredictionEvent
-from stream.tansu_compat import faust_overrides
+from stream.contracts.events import GroundTruthEvent, PredictionEvent
+from stream.kafka.tansu_compat import faust_overrides
+from stream.storage.clickhouse import ClickHouse
 
 APP_ID = "driftwarden-bench-naive"
 OUTCOME_COLUMNS = ("prediction_id", "model_id", "prediction", "label", "error", "prediction_time", "label_time")

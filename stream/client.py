@@ -3,7 +3,7 @@
 Every message is keyed by its ``prediction_id`` (UTF-8) and its value is compact JSON (orjson) of the
 validated event: timestamps as whole Unix epoch milliseconds (sub-millisecond digits are dropped), top-level
 fields that are None left out, NaN feature values written as ``null`` (both mean "missing" to Driftwarden).
-Invalid input raises :class:`~stream.contracts.ContractError` before anything of it is sent.
+Invalid input raises :class:`~stream.contracts.events.ContractError` before anything of it is sent.
 
 :class:`AsyncProducer` wraps aiokafka's producer: ``send_*`` appends to aiokafka's per-partition batches
 (``linger_ms``, ``max_batch_size``) and returns without waiting for delivery; :meth:`AsyncProducer.flush`
@@ -12,6 +12,9 @@ thread; ``send_*`` validates and encodes in the caller's thread and hands the by
 loop drains (one wake-up per batch, not per message), so it is about as fast as the async producer.
 
 Delivery failures are counted (``failed``) and reported by ``flush()`` as a :class:`DeliveryError`.
+
+Receivers of Driftwarden's alert webhook check requests with :func:`verify_webhook` (Standard Webhooks
+signatures; stale timestamps, i.e. replays, are rejected).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from stream.alerts.signing import WebhookVerificationError, verify_webhook
 from stream.config import Settings
-from stream.contracts import (
+from stream.contracts.events import (
     DEFAULT_LIMITS,
     ContractError,
     GroundTruthEvent,
@@ -42,8 +46,8 @@ from stream.contracts import (
     validate_ground_truth,
     validate_prediction,
 )
+from stream.contracts.registry import RegisteredModel, encode
 from stream.errors import UserError
-from stream.registry import RegisteredModel, encode
 
 __all__ = [
     "AsyncProducer",
@@ -51,9 +55,11 @@ __all__ = [
     "DeliveryError",
     "Producer",
     "Send",
+    "WebhookVerificationError",
     "encode_ground_truth",
     "encode_prediction",
     "resolve_bootstrap",
+    "verify_webhook",
 ]
 
 Send = Callable[[str, bytes, bytes], object]
@@ -76,7 +82,7 @@ def resolve_bootstrap(settings: Settings | None = None) -> tuple[str, bool]:
 
     Raises :class:`UserError` when neither exists.
     """
-    from stream.service import read_runtime
+    from stream.runtime.service import read_runtime
 
     s = settings or Settings()
     runtime = read_runtime(s.data_dir)

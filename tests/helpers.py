@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from stream.embedded import free_port
+from stream.kafka.embedded import free_port
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ lock, so ingest's client is never held by an analyst's query), opened with the l
 DDL, table functions that touch files, URLs or servers, and any change of a setting, including a
 ``SETTINGS`` clause in the query (all measured on chdb 26.9). Each query is first parsed by ClickHouse
 (``formatQuerySingleLine`` refuses more than one statement; ``EXPLAIN AST`` gives the tree that
-:func:`stream.sqlguard.check_ast` walks); the canonical text the formatter returns is what runs.
+:func:`stream.storage.sqlguard.check_ast` walks); the canonical text the formatter returns is what runs.
 
 Rows are streamed block by block and reading stops at the row limit; the engine stops too
 (``max_result_rows`` with ``result_overflow_mode=break``). ``max_execution_time`` bounds every query;
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from stream.sqlguard import ReadOnlyViolation, check_ast
+from stream.storage.sqlguard import ReadOnlyViolation, check_ast
 
 __all__ = ["QueryResult", "ReadOnlySQL", "SQLLimits"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from stream.embedded import EmbeddedBroker
+from stream.kafka.embedded import EmbeddedBroker
 from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.contracts import AlertEvent, ModelSpec
-from stream.embedded import EmbeddedBroker
-from stream.registry import RegisteredModel, encode
-from stream.rules import DEFAULT_RULES
+from stream.alerts.rules import DEFAULT_RULES
+from stream.contracts.events import AlertEvent, ModelSpec
+from stream.contracts.registry import RegisteredModel, encode
+from stream.kafka.embedded import EmbeddedBroker
 from tests.helpers import wait_until
 from tests.integration.test_ingest_wire import _read_all
 

@@ -19,22 +19,22 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
-from stream import cli
-from stream.alert_state import AlertTracker
-from stream.cli_alerts import _lit, alerts_app
+from stream.alerts.silences import SILENCES_TOPIC, Silences
+from stream.alerts.state import AlertTracker
+from stream.cli import common as cli
+from stream.cli.alerts import _lit, alerts_app
 from stream.config import Settings
-from stream.contracts import AlertEvent
-from stream.embedded import EmbeddedBroker
+from stream.contracts.events import AlertEvent
 from stream.errors import UserError
-from stream.service import ensure_topics
-from stream.silences import SILENCES_TOPIC, Silences
+from stream.kafka.embedded import EmbeddedBroker
+from stream.runtime.service import ensure_topics
 from tests.helpers import wait_until
 from tests.integration.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
 ALERTS_CLI = [sys.executable, "-c",
-              "from stream.cli_alerts import _lit, alerts_app; alerts_app(prog_name='driftwarden alerts')"]
+              "from stream.cli.alerts import _lit, alerts_app; alerts_app(prog_name='driftwarden alerts')"]
 
 
 @pytest.fixture
@@ -213,13 +213,13 @@ def test_list_against_a_running_worker(make_worker: Any, monkeypatch: pytest.Mon
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(UserError, match="only SELECT, SHOW and DESCRIBE are allowed here, not DROP"):
-        cli._query("DROP TABLE driftwarden.alerts")
+        cli.run_query("DROP TABLE driftwarden.alerts")
     # literals survive the guard and mean to the engine exactly what was quoted
     tricky = [sneaky, "a--b", "a---b/*c*/", "back\\slash\\", "it's", "--", "/*", "-\\--"]
     for text in tricky:
-        assert cli._query(f"SELECT {_lit(text)} AS v") == (["v"], [[text]]), text
+        assert cli.run_query(f"SELECT {_lit(text)} AS v") == (["v"], [[text]]), text
     # the time_utc column of `alerts list` (toString of the table's DateTime64(3, 'UTC'))
-    assert cli._query("SELECT toString(toDateTime64('2024-05-01 12:05:00.250', 3, 'UTC')) AS t") == (
+    assert cli.run_query("SELECT toString(toDateTime64('2024-05-01 12:05:00.250', 3, 'UTC')) AS t") == (
         ["t"], [["2024-05-01 12:05:00.250"]])
     assert worker.sql("EXISTS TABLE driftwarden.alerts") == [{"result": 1}]
 

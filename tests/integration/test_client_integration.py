@@ -13,14 +13,14 @@ import pytest
 from aiokafka.partitioner import murmur2
 from typer.testing import CliRunner
 
-from stream.cli_models import models_app, read_models
-from stream.cli_produce import produce_app
+from stream.cli.models import models_app, read_models
+from stream.cli.produce import produce_app
 from stream.client import AsyncProducer, Producer
 from stream.config import Settings
-from stream.contracts import decode_ground_truth, decode_predictions
-from stream.embedded import EmbeddedBroker
-from stream.profiles import FeatureProfile
-from stream.service import ensure_topics
+from stream.contracts.events import decode_ground_truth, decode_predictions
+from stream.kafka.embedded import EmbeddedBroker
+from stream.monitor.profiles import FeatureProfile
+from stream.runtime.service import ensure_topics
 from tests.integration.kafka import read_topic
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.synthetic import DRIFTED_FEATURES
+from stream.demo.synthetic import DRIFTED_FEATURES
 from tests.helpers import pids_with_cmdline
 from tests.integration.conftest import worker_env
 

@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.synthetic import Scenario
+from stream.demo.synthetic import Scenario
 from tests.helpers import wait_until
 from tests.integration.conftest import Worker, http_json, worker_env
 

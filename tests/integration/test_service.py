@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stream.migrations import MIGRATIONS
+from stream.storage.migrations import MIGRATIONS
 from tests.helpers import free_port, pids_with_cmdline, wait_until
 from tests.integration.conftest import http_json, worker_env
 

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream.alert_state import AlertTracker, alert_id, evidence_sql
-from stream.contracts import AlertEvent
-from stream.rules import (
+from stream.alerts.rules import (
     AnyRule,
     Condition,
     DetectorHit,
@@ -19,6 +17,8 @@ from stream.rules import (
     evaluate_all,
     parse_rules,
 )
+from stream.alerts.state import AlertTracker, alert_id, evidence_sql
+from stream.contracts.events import AlertEvent
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 W = timedelta(minutes=5)

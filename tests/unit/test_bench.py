@@ -15,11 +15,11 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from rich.console import Console
 
-from stream.bench import MAX_EVENTS, MIN_EVENTS, ratio, records_consumed, resolve_options, write_results
-from stream.bench_kafka import murmur2_partitions, prediction_id_of
-from stream.bench_procs import cpu_seconds, peak_rss_bytes, start_child
-from stream.bench_stages import StageProfile, arrange_batches, split_stages
-from stream.cli_bench import render
+from stream.bench.kafka import murmur2_partitions, prediction_id_of
+from stream.bench.procs import cpu_seconds, peak_rss_bytes, start_child
+from stream.bench.run import MAX_EVENTS, MIN_EVENTS, ratio, records_consumed, resolve_options, write_results
+from stream.bench.stages import StageProfile, arrange_batches, split_stages
+from stream.cli.bench import render
 from stream.errors import UserError
 
 
@@ -91,7 +91,7 @@ def test_arrange_batches_keeps_every_record_once_in_partition_order() -> None:
     batches = arrange_batches(predictions, labels, ("P", "G"), n_partitions=3, batch=100)
     assert all(0 < len(b) <= 100 for b in batches)
     records = [r for b in batches for r in b]
-    assert sorted(r.value for r in records) == sorted(predictions + labels)
+    assert sorted(r.value or b"" for r in records) == sorted(predictions + labels)
     for r in records:
         assert r.partition == DefaultPartitioner()(r.key, [0, 1, 2], None)
     for topic in ("P", "G"):

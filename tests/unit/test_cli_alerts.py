@@ -14,13 +14,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from stream import cli
-from stream.alert_state import AlertTracker
-from stream.cli_alerts import LIST_COLUMNS, alerts_app, event_line, format_rows, human, list_query
-from stream.contracts import AlertEvent
-from stream.errors import UserError
-from stream.rules import Condition, WindowInputs, parse_rules
-from stream.silences import (
+from stream.alerts.rules import Condition, WindowInputs, parse_rules
+from stream.alerts.silences import (
     Silences,
     apply,
     create,
@@ -31,6 +26,11 @@ from stream.silences import (
     parse_time,
     resolve_until,
 )
+from stream.alerts.state import AlertTracker
+from stream.cli import common
+from stream.cli.alerts import LIST_COLUMNS, alerts_app, event_line, format_rows, human, list_query
+from stream.contracts.events import AlertEvent
+from stream.errors import UserError
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -239,7 +239,7 @@ def test_format_rows_csv_json_and_table() -> None:
 
 @dataclass
 class FakeQuery:
-    """Stands in for `stream.cli._query`: records statements, answers with ``rows``."""
+    """Stands in for `stream.cli.common.run_query`: records statements, answers with ``rows``."""
 
     statements: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
@@ -253,7 +253,7 @@ class FakeQuery:
 def fake_query(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeQuery:
     monkeypatch.setenv("DRIFTWARDEN_DATA_DIR", str(tmp_path))
     fake = FakeQuery()
-    monkeypatch.setattr(cli, "_query", fake)
+    monkeypatch.setattr(common, "run_query", fake)
     return fake
 
 

@@ -17,8 +17,8 @@ import orjson
 import pytest
 from rich.console import Console
 
-from stream.cli_models import load_spec, profile_summary, reference_profile
-from stream.cli_produce import LineError, _Report, parse_jsonl
+from stream.cli.models import load_spec, profile_summary, reference_profile
+from stream.cli.produce import LineError, _Report, parse_jsonl
 from stream.client import (
     AsyncProducer,
     DeliveryError,
@@ -28,9 +28,9 @@ from stream.client import (
     resolve_bootstrap,
 )
 from stream.config import Settings
-from stream.contracts import ContractError, Limits, PredictionEvent
+from stream.contracts.events import ContractError, Limits, PredictionEvent
+from stream.contracts.registry import RegisteredModel
 from stream.errors import UserError
-from stream.registry import RegisteredModel
 
 TS = "2024-03-01T12:00:00.250+01:00"
 TS_MS = calendar.timegm((2024, 3, 1, 11, 0, 0)) * 1000 + 250

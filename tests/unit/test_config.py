@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from stream.config import Settings
-from stream.ingest import Ingest, RawRecord
-from stream.registry import Registry
+from stream.contracts.registry import Registry
+from stream.pipeline.ingest import Ingest, RawRecord
 
 
 def test_size_limits_come_from_the_environment_and_reach_ingest(monkeypatch: pytest.MonkeyPatch) -> None:

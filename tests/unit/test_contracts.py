@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stream.contracts import (
+from stream.contracts.events import (
     REASONS,
     AlertEvent,
     ContractError,
@@ -318,6 +318,16 @@ def test_reasons() -> None:
         "unregistered_model",
         "duplicate_prediction_id",
         "invalid_value",
+        "null_value",
+        "empty_value",
+        "headers_only",
+        "null_key",
+        "timestamp_out_of_range",
+        "timestamp_in_future",
+        "wrong_prediction_kind",
+        "too_many_models",
+        "too_many_model_features",
+        "processing_error",
     }
 
 

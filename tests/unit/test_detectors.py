@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from river import drift
 
-from stream.detectors import Detection, DetectorParams, MonitorBank, SignalMonitor, Standardiser
+from stream.monitor.detectors import Detection, DetectorParams, MonitorBank, SignalMonitor, Standardiser
 
 
 def shifted_stream(

@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
-from stream.drift_stats import (
+from stream.monitor.drift_stats import (
     Thresholds,
     attribution,
     chi_square,
@@ -16,7 +16,7 @@ from stream.drift_stats import (
     psi,
     wasserstein,
 )
-from stream.profiles import bin_counts, profile_categorical, profile_numeric, reference_counts
+from stream.monitor.profiles import bin_counts, profile_categorical, profile_numeric, reference_counts
 
 REF = np.array([120, 0, 300, 80, 500])
 WIN = np.array([10, 40, 0, 25, 25])

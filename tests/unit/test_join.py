@@ -1,4 +1,4 @@
-"""Tests of stream.join: pairing, duplicates, expiry, snapshots, memory per waiting prediction."""
+"""Tests of stream.pipeline.join: pairing, duplicates, expiry, snapshots, memory per waiting prediction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.join import JoinResult, JoinState, PendingPrediction, _JoinedIds, hash_ids
+from stream.pipeline.join import JoinResult, JoinState, PendingPrediction, _JoinedIds, hash_ids
 
 DELAY = 1000
 

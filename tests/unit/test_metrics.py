@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from stream.metrics import WindowAccumulator
-from stream.metrics_sketch import RELATIVE_ERROR, LogSketch
+from stream.metrics.sketch import RELATIVE_ERROR, LogSketch
+from stream.metrics.window import WindowAccumulator
 
 NAN = math.nan
 
@@ -374,7 +374,7 @@ def test_state_size_is_bounded_by_sketches_not_events() -> None:
 
 def test_log_sketch_counts_small_batches_the_same_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small adds are merged lazily (at a read, or past a pending limit): same buckets, counts and quantiles."""
-    monkeypatch.setattr("stream.metrics_sketch._PENDING_MAX", 500)
+    monkeypatch.setattr("stream.metrics.sketch._PENDING_MAX", 500)
     rng = np.random.default_rng(5)
     values = np.concatenate([rng.lognormal(1.0, 2.0, 3000), np.zeros(40)])
     whole, pieces = LogSketch(), LogSketch()

@@ -11,19 +11,19 @@ import orjson
 import pytest
 from scipy.stats import chi2_contingency
 
-from stream.contracts import FeatureSpec, ModelSpec, MonitorSettings
-from stream.detectors import Detection, DetectorParams
-from stream.metrics import WindowAccumulator
-from stream.monitoring import ModelMonitor
-from stream.monitoring_report import (
+from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
+from stream.demo.synthetic import DRIFTED_FEATURES, Scenario
+from stream.metrics.window import WindowAccumulator
+from stream.monitor.detectors import Detection, DetectorParams
+from stream.monitor.model_monitor import ModelMonitor
+from stream.monitor.profiles import FeatureProfile, profile_categorical, profile_numeric
+from stream.monitor.report import (
     DATA_QUALITY_COLUMNS,
     DRIFT_EVENT_COLUMNS,
     FEATURE_DRIFT_COLUMNS,
     WindowReport,
     detection_row,
 )
-from stream.profiles import FeatureProfile, profile_categorical, profile_numeric
-from stream.synthetic import DRIFTED_FEATURES, Scenario
 
 WINDOW_MS = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % WINDOW_MS

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.profiles import (
+from stream.monitor.profiles import (
     FeatureProfile,
     bin_counts,
     profile_categorical,

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from stream.profiles import profile_categorical, profile_numeric
-from stream.quality import (
+from stream.monitor.profiles import profile_categorical, profile_numeric
+from stream.monitor.quality import (
     Columns,
     FeatureSpec,
     QualityAccumulator,

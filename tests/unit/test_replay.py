@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.replay import RecentIds
+from stream.pipeline.replay import RecentIds
 
 
 def test_matches_a_plain_set_within_the_horizon_across_compactions() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from stream.ingest import _new_batch
-from stream.rows import OUTCOME_COLUMNS, outcome_rows_of
+from stream.pipeline.ingest import _new_batch
+from stream.pipeline.rows import OUTCOME_COLUMNS, outcome_rows_of
 
 
 def test_outcome_rows_carry_every_column_with_times_in_epoch_milliseconds() -> None:

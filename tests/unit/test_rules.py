@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.contracts import ModelSpec
-from stream.rules import (
+from stream.alerts.rules import (
     DEFAULT_RULES,
     AnyRule,
     DetectorHit,
@@ -24,6 +23,7 @@ from stream.rules import (
     parse_rules,
     required_lookback,
 )
+from stream.contracts.events import ModelSpec
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 W = timedelta(minutes=5)

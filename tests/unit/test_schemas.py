@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from stream.contracts import REASONS, PredictionEvent
-from stream.schemas import EXAMPLES, SCHEMAS, export, render, stale
+from stream.contracts.events import REASONS, PredictionEvent
+from stream.contracts.schemas import EXAMPLES, SCHEMAS, export, render, stale
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def test_committed_schema_files_are_up_to_date() -> None:
-    assert stale(REPO_SCHEMAS) == [], "run `driftwarden schemas export` after changing stream/contracts.py"
+    assert stale(REPO_SCHEMAS) == [], "run `driftwarden schemas export` after changing stream/contracts/events.py"
 
 
 def test_one_schema_and_one_example_file_per_event_type() -> None:
@@ -88,7 +88,7 @@ def test_prediction_schema_carries_the_limits() -> None:
     properties = schema["properties"]
     assert properties["prediction_id"]["maxLength"] == 128
     assert properties["features"]["maxProperties"] == 500
-    assert properties["features"]["propertyNames"] == {"maxLength": 1024}
+    assert properties["features"]["propertyNames"] == {"maxLength": 1024, "minLength": 1}
     assert [(t["type"], t.get("format")) for t in properties["timestamp"]["anyOf"]] == [
         ("string", "date-time"),
         ("number", None),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.sqlguard import ReadOnlyViolation, check_ast
+from stream.storage.sqlguard import ReadOnlyViolation, check_ast
 
 TABLE_FUNCTIONS = ("file", "url", "remote", "numbers", "zeros", "s3", "format", "python", "generateRandom")
 

@@ -8,9 +8,9 @@ import orjson
 import pytest
 from scipy import stats
 
-from stream import synthetic
-from stream.contracts import GroundTruthEvent, ModelSpec, PredictionEvent
-from stream.synthetic import DEMO_MODELS, DRIFTED_FEATURES, Scenario, bench_events, bench_specs, demo_specs
+from stream.contracts.events import GroundTruthEvent, ModelSpec, PredictionEvent
+from stream.demo import synthetic
+from stream.demo.synthetic import DEMO_MODELS, DRIFTED_FEATURES, Scenario, bench_events, bench_specs, demo_specs
 
 N = 20_000
 RATE = 100.0

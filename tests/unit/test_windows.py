@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from stream import windows
-from stream.contracts import ModelSpec
-from stream.windows import WindowStore, segment_keys
+from stream.contracts.events import ModelSpec
+from stream.pipeline import windows
+from stream.pipeline.windows import WindowStore, segment_keys
 
 SPEC = ModelSpec.model_validate({
     "model_id": "m", "task": "regression",

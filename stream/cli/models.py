@@ -1,0 +1,195 @@
+"""`driftwarden models register|list|show`: model specs and reference profiles on the compacted models topic.
+
+The models topic is read from the beginning up to the high watermark that Fetch responses carry (not
+ListOffsets(latest), which tansu gets wrong; see `stream.kafka.tansu_compat`), without a consumer group. Records are
+applied in order, so the latest registration of a model id wins even where compaction never runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stream.config import Settings
+from stream.contracts.events import ModelSpec
+from stream.contracts.registry import RegisteredModel, Registry
+from stream.errors import UserError
+from stream.kafka.topics import publish_model, read_models
+from stream.monitor.profiles import FeatureProfile, profile_file
+
+__all__ = ["load_spec", "models_app", "profile_summary", "reference_profile"]
+
+models_app = typer.Typer(help="Register monitored models and inspect the registry.", no_args_is_help=True)
+
+
+
+def _say(console: Console, text: str) -> None:
+    """Print plain text (no markup, highlighting or hard wrapping: it may hold user data and paths)."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Read a model spec from a YAML or JSON file; every problem is a one-line :class:`UserError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    try:
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a model spec must be a mapping of fields, not {type(data).__name__}")
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise UserError(f"{path}: " + (f"field '{where}': " if where else "") + message + more) from None
+
+
+def reference_profile(spec: ModelSpec, path: Path, bins: int = 10) -> dict[str, FeatureProfile]:
+    """Profile the spec's numeric and categorical features from a reference CSV or Parquet file."""
+    numeric = [f.name for f in spec.features if f.type == "numeric"]
+    categorical = [f.name for f in spec.features if f.type == "categorical"]
+    if not numeric and not categorical:
+        raise UserError(f"the spec of {spec.model_id!r} lists no features to profile from {path}")
+    columns = _columns(Path(path))
+    missing = [name for name in (*numeric, *categorical) if name not in columns]
+    if missing:
+        raise UserError(f"{path} has no column {', '.join(map(repr, missing))} (features of the spec)")
+    try:
+        return profile_file(Path(path), numeric, categorical, bins)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot profile {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _columns(path: Path) -> list[str]:
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        import pandas as pd
+
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except FileNotFoundError:
+        raise UserError(f"cannot read {path}: no such file") from None
+    except Exception as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def profile_summary(model: RegisteredModel) -> dict[str, Any]:
+    """Spec and a short profile summary (no bin counts) of a registered model, JSON-ready."""
+    profile: dict[str, Any] | None = None
+    if model.profile is not None:
+        profile = {}
+        for name, d in model.profile.items():
+            p = FeatureProfile.from_dict(d)
+            item: dict[str, Any] = {"kind": p.kind, "n": p.n, "missing": p.missing}
+            if p.kind == "numeric":
+                item.update(bins=len(p.counts), min=p.min, max=p.max, mean=p.mean, std=p.std)
+            else:
+                top = sorted(zip(p.counts, p.categories, strict=True), reverse=True)[:5]
+                item.update(categories=len(p.categories), top={c: n for n, c in top})
+            profile[name] = item
+    return {"spec": model.spec.model_dump(mode="json"), "source": model.source, "profile": profile}
+
+
+
+
+
+
+
+
+def _settings() -> Settings:
+    from stream.cli.common import settings
+
+    return settings()
+
+
+def _bootstrap(s: Settings) -> str:
+    from stream.client import resolve_bootstrap
+
+    return resolve_bootstrap(s)[0]
+
+
+def _load_registry(s: Settings) -> Registry:
+    registry, bad = asyncio.run(read_models(_bootstrap(s), s.topic_models))
+    if bad:
+        _say(Console(stderr=True), f"warning: skipped {bad} unreadable records on topic {s.topic_models!r}")
+    return registry
+
+
+@models_app.command("register")
+def register(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="model spec, YAML or JSON")],
+    reference: Annotated[Path | None, typer.Option("--reference", help="reference data, CSV or Parquet")] = None,
+    bins: Annotated[int, typer.Option("--bins", min=2, help="quantile bins per numeric feature")] = 10,
+) -> None:
+    """Register (or re-register) a model: publish its spec, and a reference profile, to the models topic."""
+    from stream.runtime.service import ensure_topics
+
+    spec = load_spec(spec_file)
+    profile = reference_profile(spec, reference, bins) if reference is not None else None
+    stored = None if profile is None else {name: p.to_dict() for name, p in profile.items()}
+    model = RegisteredModel(spec=spec, profile=stored)
+    s = _settings()
+    bootstrap = _bootstrap(s)
+    asyncio.run(ensure_topics(bootstrap, s))
+    asyncio.run(publish_model(bootstrap, s.topic_models, model))
+    what = f"model {spec.model_id} version {spec.version} ({spec.task}, {len(spec.features)} features)"
+    if profile:
+        rows = max(p.n for p in profile.values())
+        what += f" with a reference profile of {len(profile)} features from {rows} rows of {reference}"
+    _say(Console(), f"registered {what} on topic {s.topic_models} at {bootstrap}")
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """List registered models (read from the models topic)."""
+    registry = _load_registry(_settings())
+    table = Table("model_id", "version", "task", "features", "segments", "profile", "source")
+    for model in registry.all():
+        spec = model.spec
+        profile = f"{len(model.profile)} features" if model.profile else "-"
+        cells = (spec.model_id, spec.version, spec.task, str(len(spec.features)),
+                 ",".join(spec.segment_fields) or "-", profile, model.source)
+        table.add_row(*(Text(cell) for cell in cells))
+    console = Console() if sys.stdout.isatty() else Console(width=10_000)  # piped: never wrap cells
+    console.print(table)
+    _say(console, f"{len(registry)} models")
+
+
+@models_app.command("show")
+def show(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="model id")],
+    full: Annotated[bool, typer.Option("--full", help="print the whole reference profile (bin counts)")] = False,
+) -> None:
+    """Print a model's spec and reference-profile summary as JSON."""
+    registry = _load_registry(_settings())
+    model = registry.get(model_id)
+    if model is None:
+        known = ", ".join(m.spec.model_id for m in registry.all()[:10]) or "none"
+        raise UserError(f"no model {model_id!r} is registered (registered: {known})")
+    data = model.model_dump(mode="json") if full else profile_summary(model)
+    typer.echo(json.dumps(data, indent=2))

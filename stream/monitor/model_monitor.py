@@ -1,0 +1,479 @@
+"""Per-model monitoring: feature drift, data quality, online detectors and alerts over a prediction stream.
+
+:class:`ModelMonitor` is pure and owned by the aggregation stage (one per model id). It keeps, per tumbling
+event-time window (``window_start = ts - ts % window_ms``) and model version, the bin counts of every
+feature against the reference profile (see :mod:`stream.monitor.profiles`) and a :class:`QualityAccumulator`, for
+the whole model only (segment ``""``). The model output is profiled as a pseudo-feature: the score
+(``__score__``, binary classification) or the prediction (``__prediction__``, regression); multiclass
+models have none. Online detectors (:class:`SignalMonitor`) watch, per version, the output stream (signal
+``score`` or ``prediction``) and the error stream (signal ``error``: 0/1 loss for classification,
+absolute error for regression), in arrival order.
+
+Without a reference profile the first ``monitor.reference_events`` events build one (profile_records, 10
+quantile bins); those events are used for the reference only: they are neither tested for drift nor
+counted in data quality. A reference given without the pseudo-feature gets that one part from the first
+events' outputs in the same way. :meth:`ModelMonitor.close_window` runs the tests, the rules and the alert
+state machine. Drift rows of the pseudo-feature are reported but, as it is not an input, it is left out of
+the attribution and of the drift results the rules see (the output detector covers it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from stream.alerts.rules import (
+    AnyRule,
+    DriftResult,
+    MetricHistory,
+    NoDataRule,
+    QualityCheck,
+    RelativeRule,
+    ThresholdRule,
+    WindowInputs,
+    evaluate_all,
+    no_data,
+    parse_rules,
+)
+from stream.alerts.state import AlertTracker
+from stream.contracts.events import AlertEvent, ModelSpec
+from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
+from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare
+from stream.monitor.profiles import FeatureProfile, bin_counts
+from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
+from stream.monitor.reference import ReferenceBuilder
+from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, quality_rows
+
+__all__ = ["ModelMonitor"]
+
+_CHECKPOINT_VERSION = 1
+_MAX_KEPT_DETECTIONS = 10_000
+
+
+@dataclass
+class _Sketch:
+    """Bin counts per tested feature and quality counts of one open window."""
+
+    counts: dict[str, np.ndarray]
+    quality: QualityAccumulator
+    n: int = 0
+
+
+class ModelMonitor:
+    """Drift, data quality, detectors and alerts of one model; see the module docstring.
+
+    Parameters
+    ----------
+    spec
+        The model's spec (features, task, monitor settings, rules; rules are parsed once here).
+    reference
+        Reference profile by feature name (:class:`FeatureProfile` or its ``to_dict()`` form, as the
+        registry stores it); None (or empty) builds one from the first ``reference_events`` events.
+    detector_params
+        Parameters of every :class:`SignalMonitor`.
+    database
+        ClickHouse database named in the alerts' evidence queries.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        reference: Mapping[str, FeatureProfile | Mapping[str, Any]] | None = None,
+        detector_params: DetectorParams | None = None,
+        database: str = "driftwarden",
+    ) -> None:
+        self.spec = spec
+        self.model_id = spec.model_id
+        self.window_ms = spec.monitor.window_seconds * 1000
+        self.detector_params = detector_params or DetectorParams()
+        self.specs = [
+            FeatureSpec(f.name, f.type, f.range, None if f.categories is None else tuple(f.categories))
+            for f in spec.features
+        ]
+        self.numeric = [f.name for f in spec.features if f.type == "numeric"]
+        self.categorical = [f.name for f in spec.features if f.type == "categorical"]
+        task = spec.task
+        self.pseudo = {"binary_classification": "__score__", "regression": "__prediction__"}.get(task)
+        self.output_signal = "score" if task == "binary_classification" else "prediction"
+        rules = parse_rules(spec.rules)
+        self.rules = [r for r in rules if not isinstance(r, NoDataRule)]  # judged per window
+        self.no_data_rules = [r for r in rules if isinstance(r, NoDataRule)]  # judged by the wall clock
+        self.last_prediction_ms: float | None = None  # wall clock of the last prediction's arrival
+        window = timedelta(milliseconds=self.window_ms)
+        self.history = MetricHistory.for_rules(self.rules, window)
+        self.tracker = AlertTracker(database)
+        m = spec.monitor
+        self.thresholds = Thresholds(psi=m.psi_threshold, js=m.js_threshold, alpha=m.p_value,
+                                     min_samples=m.min_samples)  # fmt: skip
+        self.feature_thresholds = {
+            f.name: dataclasses.replace(
+                self.thresholds, psi=f.psi_threshold or self.thresholds.psi, js=f.js_threshold or self.thresholds.js,
+                alpha=f.p_value or self.thresholds.alpha)
+            for f in spec.features if (f.psi_threshold, f.js_threshold, f.p_value) != (None, None, None)
+        }
+        self.retention_ms = (m.max_label_delay_seconds + m.allowed_lateness_seconds) * 1000 + self.window_ms
+        given = {
+            k: v if isinstance(v, FeatureProfile) else FeatureProfile.from_dict(v)
+            for k, v in (reference or {}).items()
+        }
+        self.builder = ReferenceBuilder(
+            m.reference_events, self.numeric, self.categorical, self.pseudo, given
+        )
+        self.windows: dict[tuple[str, int], _Sketch] = {}
+        self.signals: dict[tuple[str, str], SignalMonitor] = {}
+        self.detections: list[Detection] = []
+        self.stream_times: dict[tuple[str, str], int] = {}
+
+    @property
+    def reference(self) -> dict[str, FeatureProfile] | None:
+        """The reference profile (with the output pseudo-feature once known); None while being built."""
+        return self.builder.profile if self.builder.has_features else None
+
+    @property
+    def profiles(self) -> dict[str, FeatureProfile]:
+        """Profiles tested in each window: declared features with a reference, then the pseudo-feature."""
+        ref = self.reference or {}
+        out = {f.name: ref[f.name] for f in self.specs if f.name in ref}
+        if self.pseudo is not None and self.pseudo in ref:
+            out[self.pseudo] = ref[self.pseudo]
+        return out
+
+    # --- streams ------------------------------------------------------------------------------------------
+
+    def _outputs(self, scores: np.ndarray, predictions: np.ndarray, n: int) -> np.ndarray:
+        if self.pseudo == "__score__":
+            return np.asarray(scores, dtype=np.float64).reshape(-1)
+        if self.pseudo == "__prediction__":
+            return np.asarray(predictions, dtype=np.float64).reshape(-1)
+        return np.full(n, np.nan)
+
+    def _signal(self, version: str, signal: str) -> SignalMonitor:
+        mon = self.signals.get((version, signal))
+        if mon is None:
+            mon = SignalMonitor(self.model_id, version, signal, self.detector_params)
+            self.signals[(version, signal)] = mon
+        return mon
+
+    def _stream_time(self, version: str, signal: str, ts: np.ndarray) -> np.ndarray:
+        """The time a detection is reported at: the latest event time the signal has reached, not the time of
+        the value that tipped it. Values arrive out of event-time order (partitions, late labels), so a
+        detection caused by values after a change can be tipped by an older value."""
+        previous = self.stream_times.get((version, signal), -(2**62))
+        if not ts.size:
+            return ts
+        reached = np.maximum.accumulate(np.maximum(np.asarray(ts, dtype=np.int64), previous))
+        self.stream_times[(version, signal)] = int(reached[-1])
+        return reached
+
+    def _feed(
+        self, versions: Sequence[str], signal: str, values: np.ndarray, positions: np.ndarray, ts: np.ndarray
+    ) -> list[Detection]:
+        found: list[Detection] = []
+        for version, idx in _by_version(versions):
+            sel = slice(None) if idx is None else idx
+            found += self._signal(version, signal).update(values[sel], positions[sel],
+                                                          self._stream_time(version, signal, ts[sel]))
+        self.detections.extend(found)
+        del self.detections[:-_MAX_KEPT_DETECTIONS]
+        return found
+
+    def add_predictions(
+        self,
+        versions: Sequence[str],
+        ts_ms: np.ndarray,
+        features: Sequence[Mapping[str, object]],
+        scores: np.ndarray,
+        predictions: np.ndarray,
+        positions: np.ndarray,
+    ) -> list[Detection]:
+        """Count a batch of predictions into their windows and feed the output detector.
+
+        ``scores`` (binary; NaN if absent) and ``predictions`` (regression values; labels otherwise) are
+        per event; ``positions`` are the caller's positions (e.g. offsets) reported in detections. While a
+        reference is being built, the leading events of the stream are used for it only. Returns the
+        output detector's detections of this batch.
+        """
+        ts = np.asarray(ts_ms, dtype=np.int64).reshape(-1)
+        n = ts.size
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if not (len(versions) == len(features) == pos.size == n):
+            raise ValueError(
+                f"versions, ts_ms, features and positions need one entry per event; got {len(versions)}, "
+                f"{n}, {len(features)}, {pos.size}"
+            )
+        outputs = self._outputs(scores, predictions, n)
+        if outputs.size != n:
+            raise ValueError(f"need one {self.output_signal} per event: {outputs.size} for {n} events")
+        found = self._feed(versions, self.output_signal, outputs, pos, ts) if self.pseudo else []
+        first_f, first_o = self.builder.add(features, outputs) if n and not self.builder.done else (0, 0)
+        if self.reference is None or n == 0:
+            return found
+        profiles = self.profiles
+        starts = ts - np.mod(ts, self.window_ms)
+        for (version, start), idx in _groups(versions, starts):
+            sketch = self._sketch(version, start, profiles)
+            rows = idx[idx >= first_f]
+            if rows.size:
+                cols = to_columns([features[i] for i in rows.tolist()], self.specs)
+                sketch.quality.add_columns(cols)
+                sketch.n += int(rows.size)
+                for name in self.numeric + self.categorical:
+                    p = profiles.get(name)
+                    if p is not None:
+                        values = cols.numeric[name] if name in cols.numeric else cols.categorical[name]
+                        sketch.counts[name] += bin_counts(p, values)
+            out_rows = idx[idx >= first_o]
+            if self.pseudo in profiles and out_rows.size:
+                assert self.pseudo is not None
+                sketch.counts[self.pseudo] += bin_counts(profiles[self.pseudo], outputs[out_rows])
+        return found
+
+    def _sketch(self, version: str, start: int, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
+        sketch = self.windows.get((version, start))
+        if sketch is None:
+            counts = {name: np.zeros(p.n_bins, dtype=np.int64) for name, p in profiles.items()}
+            sketch = _Sketch(counts, QualityAccumulator(self.specs, self.reference))
+            self.windows[(version, start)] = sketch
+        for name, p in profiles.items():  # a profile completed after the window opened
+            sketch.counts.setdefault(name, np.zeros(p.n_bins, dtype=np.int64))
+        return sketch
+
+    def add_outcomes(
+        self,
+        versions: Sequence[str],
+        ts_ms: np.ndarray,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        scores: np.ndarray,
+        positions: np.ndarray,
+    ) -> list[Detection]:
+        """Feed labelled outcomes' errors to the ``error`` detector of each version; return its detections.
+
+        Classification labels are compared as ``str`` (normalise them first, as the aggregator does with
+        ``class_text``); regression uses ``|y_true - y_pred|`` (NaN is skipped). ``scores`` is not used.
+        """
+        ts = np.asarray(ts_ms, dtype=np.int64).reshape(-1)
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if self.spec.task == "regression":
+            err = np.abs(np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64))
+        else:
+            err = (np.asarray(y_true).astype(str) != np.asarray(y_pred).astype(str)).astype(np.float64)
+        err = err.reshape(-1)
+        if not (err.size == pos.size == ts.size == len(versions)):
+            raise ValueError(
+                f"outcome arrays differ in length: {err.size}, {pos.size}, {ts.size}, {len(versions)}"
+            )
+        return self._feed(versions, "error", err, pos, ts) if ts.size else []
+
+    # --- no data ------------------------------------------------------------------------------------------
+
+    def saw_predictions(self, wall_ms: float) -> None:
+        """Note that predictions of this model arrived at wall-clock time ``wall_ms``."""
+        self.last_prediction_ms = wall_ms
+
+    def check_no_data(self, now: datetime) -> list[AlertEvent]:
+        """Judge the no-data rules by the wall clock ``now`` (called on a timer, also when the stream is idle).
+
+        A model that never sent a prediction is not judged. The alert is of the whole model (version and
+        segment ``""``); the window it names is the wall-clock window holding ``now``.
+        """
+        if not self.no_data_rules or self.last_prediction_ms is None:
+            return []
+        now_ms = int(now.timestamp() * 1000)
+        silence = timedelta(milliseconds=max(0.0, now_ms - self.last_prediction_ms))
+        window = timedelta(milliseconds=self.window_ms)
+        start = now_ms - now_ms % self.window_ms
+        inputs = WindowInputs(self.model_id, "", "", ms_to_datetime(start), ms_to_datetime(start + self.window_ms))
+        return self.tracker.observe(inputs, [no_data(r, silence, window) for r in self.no_data_rules], now)
+
+    # --- windows ------------------------------------------------------------------------------------------
+
+    def open_windows(self) -> list[tuple[str, int]]:
+        """``(model_version, window_start_ms)`` of the windows counted and not closed yet."""
+        return sorted(self.windows)
+
+    def close_window(
+        self,
+        model_version: str,
+        window_start_ms: int,
+        window_end_ms: int,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+    ) -> WindowReport:
+        """Test, check and evaluate the rules of one window; forget its sketch.
+
+        ``metrics_by_segment`` maps each segment (``""`` = whole model) to that window's metrics
+        (``WindowAccumulator.metrics()``). Every segment's rules are evaluated (``""`` always); drift,
+        quality and detections are whole-model results and go to segment ``""`` only. Closing a window
+        with no events gives insufficient tests; a later event for a closed window opens it again.
+        """
+        sketch = self.windows.pop((model_version, window_start_ms), None)
+        start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
+        profiles = self.profiles
+        results: dict[str, list[TestResult]] = {}
+        for name, p in profiles.items():
+            counts = sketch.counts.get(name) if sketch is not None else None
+            window_counts = counts if counts is not None else np.zeros(p.n_bins, dtype=np.int64)
+            results[name] = compare(p, window_counts, len(profiles), self.feature_thresholds.get(name, self.thresholds))
+        acc = sketch.quality if sketch is not None else QualityAccumulator(self.specs, self.reference)
+        quality = acc.results()
+        inputs_only = {k: v for k, v in results.items() if k != self.pseudo}
+        drifted = tuple(sorted(k for k, rs in inputs_only.items() if any(r.drifted for r in rs)))
+        ranking = [(name, psi, name in drifted) for name, psi in attribution(inputs_only)]
+        drift = [
+            DriftResult(k, r.test, r.statistic, r.p_value, r.drifted)
+            for k, rs in inputs_only.items()
+            for r in rs
+        ]
+        hits = [
+            d for d in self.detections
+            if d.version == model_version and window_start_ms <= d.event_time_ms < window_end_ms
+        ]  # fmt: skip
+        alerts = self._evaluate(self.rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
+        cutoff = window_end_ms - self.retention_ms
+        self.detections = [d for d in self.detections if d.event_time_ms >= cutoff]
+        return WindowReport(
+            model_id=self.model_id,
+            model_version=model_version,
+            window_start=start,
+            window_end=end,
+            feature_drift=drift_rows(self.model_id, model_version, start, end, results),
+            data_quality=quality_rows(self.model_id, model_version, start, end, quality),
+            alerts=alerts,
+            attribution=ranking,
+            drifted_features=drifted,
+            detections=hits,
+            samples=0 if sketch is None else sketch.n,
+        )
+
+    def revise_window(
+        self,
+        model_version: str,
+        window_start_ms: int,
+        window_end_ms: int,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+    ) -> list[AlertEvent]:
+        """Re-evaluate the metric rules (threshold, relative) of a window closed earlier whose metrics late
+        labels (or late predictions) changed, and record its new metrics for later baselines.
+
+        Labels often arrive hours after the window closed, so at its close a window may have too few labelled
+        outcomes for a performance rule. Drift, quality and detector rules keep the verdict of the close: their
+        inputs do not change with labels. The alert tracker recognises a re-observed window, so an unchanged
+        verdict emits nothing.
+        """
+        rules = [r for r in self.rules if isinstance(r, ThresholdRule | RelativeRule)]
+        if not rules:
+            return []
+        start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
+        return self._evaluate(rules, model_version, start, end, metrics_by_segment, now)
+
+    def _evaluate(
+        self,
+        rules: Sequence[AnyRule],
+        model_version: str,
+        start: datetime,
+        end: datetime,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+        drift: Sequence[DriftResult] = (),
+        hits: Sequence[Detection] = (),
+        quality: Sequence[QualityCheck] = (),
+    ) -> list[AlertEvent]:
+        """``rules`` over the whole model (segment ``""``, with the drift, detector and quality results) and
+        every other segment of the window (metrics only); the alert events the tracker emits."""
+        alerts: list[AlertEvent] = []
+        for seg in ["", *sorted(s for s in metrics_by_segment if s != "")]:
+            whole = seg == ""
+            inputs = WindowInputs(
+                self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
+                drift if whole else (), hits if whole else (), quality if whole else (),
+            )  # fmt: skip
+            alerts += self.tracker.observe(inputs, evaluate_all(rules, inputs, self.history), now)
+        return alerts
+
+    # --- checkpoints --------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint the whole state: reference (and its builders), open windows, detectors, recent
+        detections, alert state and rule history. A pickle: restore trusted data only."""
+        state = {
+            "version": _CHECKPOINT_VERSION,
+            "model_id": self.model_id,
+            "reference": self.builder.state(),
+            "windows": {
+                key: (s.n, {k: c.tolist() for k, c in s.counts.items()}, s.quality.to_bytes())
+                for key, s in self.windows.items()
+            },
+            "signals": {key: mon.to_bytes({}) for key, mon in self.signals.items()},
+            "detections": self.detections,
+            "stream_times": self.stream_times,
+            "tracker": self.tracker.to_bytes(),
+            "history": self.history.to_bytes(),
+            "last_prediction_ms": self.last_prediction_ms,
+        }
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        spec: ModelSpec,
+        detector_params: DetectorParams | None = None,
+        database: str = "driftwarden",
+    ) -> ModelMonitor:
+        """Restore a monitor saved by :meth:`to_bytes` for the same model (rules come from ``spec``)."""
+        state = pickle.loads(data)
+        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
+            raise ValueError("not a model monitor checkpoint of this version; start the monitor afresh")
+        if state["model_id"] != spec.model_id:
+            raise ValueError(f"checkpoint is of model {state['model_id']!r}, not {spec.model_id!r}")
+        mon = cls(spec, None, detector_params, database)
+        mon.builder.restore(state["reference"])
+        for key, (n, counts, quality) in state["windows"].items():
+            acc = QualityAccumulator.from_bytes(quality, mon.specs, mon.reference)
+            mon.windows[key] = _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()}, acc, n)
+        mon.signals = {key: SignalMonitor.from_bytes(raw)[0] for key, raw in state["signals"].items()}
+        mon.detections = list(state["detections"])
+        mon.stream_times = dict(state["stream_times"])
+        mon.tracker = AlertTracker.from_bytes(state["tracker"])
+        mon.history = MetricHistory.from_bytes(state["history"])
+        mon.last_prediction_ms = state.get("last_prediction_ms")
+        return mon
+
+
+def _by_version(versions: Sequence[str]) -> list[tuple[str, np.ndarray | None]]:
+    """Row indices per version, in first-seen order; None means "every row" (one version)."""
+    if not len(versions):
+        return []
+    first = versions[0]
+    if list(versions).count(first) == len(versions):
+        return [(first, None)]
+    groups: dict[str, list[int]] = {}
+    for i, v in enumerate(versions):
+        groups.setdefault(v, []).append(i)
+    return [(v, np.asarray(idx, dtype=np.intp)) for v, idx in groups.items()]
+
+
+def _groups(versions: Sequence[str], starts: np.ndarray) -> list[tuple[tuple[str, int], np.ndarray]]:
+    """Row indices (ascending) per ``(version, window_start)``."""
+    out: list[tuple[tuple[str, int], np.ndarray]] = []
+    every = np.arange(starts.size)
+    for version, idx in _by_version(versions):
+        rows = every if idx is None else idx
+        s = starts[rows]
+        uniq, inverse = np.unique(s, return_inverse=True)
+        if uniq.size == 1:
+            out.append(((version, int(uniq[0])), rows))
+            continue
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse))[:-1]
+        for u, part in zip(uniq.tolist(), np.split(rows[order], bounds), strict=True):
+            out.append(((version, int(u)), part))
+    return out
