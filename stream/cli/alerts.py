@@ -193,10 +193,10 @@ def _settings() -> Settings:
     return settings()
 
 
-def _bootstrap(s: Settings) -> str:
-    from stream.client import resolve_bootstrap
+def _bootstrap(s: Settings) -> tuple[str, dict[str, Any]]:
+    from stream.cli.common import kafka_target
 
-    return resolve_bootstrap(s)[0]
+    return kafka_target(s)
 
 
 def _user() -> str:
@@ -210,8 +210,8 @@ def _out() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=10_000)  # piped: never wrap cells
 
 
-def _load_silences(bootstrap: str) -> Silences:
-    book, bad = asyncio.run(read_silences(bootstrap))
+def _load_silences(bootstrap: str, security: dict[str, Any]) -> Silences:
+    book, bad = asyncio.run(read_silences(bootstrap, security=security))
     if bad:
         _say(Console(stderr=True), f"warning: skipped {bad} unreadable records on topic {SILENCES_TOPIC!r}")
     return book
@@ -260,7 +260,7 @@ class _Tail:
 
 
 async def _tail(bootstrap: str, topic: str, model: str | None, from_beginning: bool, limit: int | None,
-                state: _Tail, console: Console, err: Console) -> None:
+                state: _Tail, console: Console, err: Console, security: dict[str, Any] | None = None) -> None:
     where = "the beginning" if from_beginning else "the end"
 
     def ready() -> None:
@@ -268,7 +268,8 @@ async def _tail(bootstrap: str, topic: str, model: str | None, from_beginning: b
 
     if limit == 0:
         return
-    async with contextlib.aclosing(follow(bootstrap, topic, from_beginning, on_ready=ready)) as records:
+    async with contextlib.aclosing(follow(bootstrap, topic, from_beginning, on_ready=ready,
+                                          security=security)) as records:
         async for record in records:
             try:
                 event = AlertEvent.model_validate_json(record.value)
@@ -293,10 +294,10 @@ def tail(
 ) -> None:
     """Follow the alerts topic and print each alert as it arrives (Ctrl-C stops)."""
     s = _settings()
-    bootstrap = _bootstrap(s)
+    bootstrap, security = _bootstrap(s)
     state, err = _Tail(), Console(stderr=True)
     try:
-        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, Console(), err))
+        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, Console(), err, security))
     except KeyboardInterrupt:
         _say(err, f"stopped after {state.printed} alerts")
 
@@ -316,8 +317,8 @@ def silence(
         record = create(model_id, rule, end, now, reason, _user())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    bootstrap = _bootstrap(_settings())
-    asyncio.run(publish_silence(bootstrap, record))
+    bootstrap, security = _bootstrap(_settings())
+    asyncio.run(publish_silence(bootstrap, record, security=security))
     text = f"silenced {_what(model_id, rule)} until {_utc_text(end)} ({human(end - now)} from now)"
     _say(Console(), text + (f"; reason: {reason}" if reason else ""))
 
@@ -333,9 +334,9 @@ def unsilence(
         record = ended(model_id, rule, now, created_by=_user())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    bootstrap = _bootstrap(_settings())
-    active = _load_silences(bootstrap).active(now)
-    asyncio.run(publish_silence(bootstrap, record))
+    bootstrap, security = _bootstrap(_settings())
+    active = _load_silences(bootstrap, security).active(now)
+    asyncio.run(publish_silence(bootstrap, record, security=security))
     console = _out()
     match = next((s for s in active if (s.model_id, s.rule) == (model_id, rule)), None)
     if match is not None:
@@ -357,7 +358,7 @@ def list_silences(
     if output not in ("table", "json"):
         raise UserError(f"unknown format {output!r}: use table or json")
     now = datetime.now(UTC)
-    book = _load_silences(_bootstrap(_settings()))
+    book = _load_silences(*_bootstrap(_settings()))
     shown = book.all() if show_all else book.active(now)
     if output == "json":
         sys.stdout.write(json.dumps([s.model_dump(mode="json") for s in shown]) + "\n")

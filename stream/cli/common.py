@@ -60,7 +60,7 @@ def _run_directly(s: Settings, statement: str) -> tuple[list[str], list[list[Any
     from stream.storage.sqlguard import ReadOnlyViolation
 
     try:
-        runner = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s))
+        runner = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s), tls=s.clickhouse_tls)
     except Exception as exc:
         raise UserError(f"cannot open ClickHouse read-only at {mask_dsn(s.dsn)}: {_first(exc)}") from None
     try:
@@ -83,3 +83,13 @@ def _note_truncated(rows: int) -> None:
 def _first(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:500]
+
+
+def kafka_target(s: Settings) -> tuple[str, dict[str, Any]]:
+    """Where the CLI reaches Kafka: the running service's broker or the configured one, and the client security
+    options (`stream.kafka.security.client_options`; none for the embedded broker)."""
+    from stream.client import resolve_bootstrap
+    from stream.kafka.security import client_options
+
+    bootstrap, embedded = resolve_bootstrap(s)
+    return bootstrap, client_options(s, embedded)

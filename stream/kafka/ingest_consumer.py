@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -43,7 +43,7 @@ class IngestConsumer:
     def __init__(self, bootstrap: str, topics: tuple[str, str], group_id: str, tansu: bool,
                  handle: Callable[[list[RawRecord]], Awaitable[None]],
                  checkpoint: Callable[[], Awaitable[None]], forget: Callable[[set[int]], None],
-                 lock: asyncio.Lock, batch: int = 5000) -> None:
+                 lock: asyncio.Lock, batch: int = 5000, security: Mapping[str, Any] | None = None) -> None:
         self.topics = topics
         self.handle = handle
         self.checkpoint = checkpoint
@@ -56,7 +56,7 @@ class IngestConsumer:
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024, partition_assignment_strategy=(RangePartitionAssignor,),
-            **consumer_overrides(tansu),
+            **consumer_overrides(tansu), **(security or {}),
         )
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = False

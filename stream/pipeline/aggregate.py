@@ -155,6 +155,7 @@ class Aggregator:
                     y_true, y_pred, scores = o_true[idx], o_pred[idx], o_scores[idx]
                     self.store.add_outcomes(model_id, versions, [o_segments[i] for i in idx], o_ts[idx], y_true,
                                             y_pred, scores, {k: v[idx] for k, v in o_business.items()})
+                    self.monitor(model_id).observe_label_delays(o_label_ts[idx] - o_ts[idx])
                     self._record(model_id, self.monitor(model_id).add_outcomes(
                         versions, o_label_ts[idx], y_true, y_pred, scores, self._positions(model_id, idx.size)))
                     self.outcomes += idx.size
@@ -202,6 +203,18 @@ class Aggregator:
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
                                             alerts=monitor.revise_window(version, start, end, metrics, now)))
         wall = ms_to_dt(now_ms)
+        for model_id, monitor in self.monitors.items():  # labels due: judge coverage and performance rules
+            due = monitor.due_windows(wall)
+            if not due:
+                continue
+            by_window: dict[tuple[str, int], dict[str, Metrics]] = {}
+            for key, acc in self.store.windows.items():
+                if key[0] == model_id and (key[1], key[3]) in due:
+                    by_window.setdefault((key[1], key[3]), {})[key[2]] = acc.metrics()
+            for (version, start), metrics in sorted(by_window.items(), key=lambda item: item[0][1]):
+                end = start + self.spec_for(model_id).monitor.window_seconds * 1000
+                reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
+                                            alerts=monitor.judge_matured(version, start, end, metrics, wall)))
         for model_id, monitor in self.monitors.items():  # no data: judged by the wall clock, also when idle
             alerts = monitor.check_no_data(wall)
             if alerts:

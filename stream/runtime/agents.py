@@ -34,6 +34,7 @@ from stream.contracts.events import AlertEvent, DeadLetter, ModelSpec
 from stream.contracts.registry import RegisteredModel, Registry, encode, infer_spec
 from stream.errors import UserError
 from stream.kafka.ingest_consumer import IngestConsumer
+from stream.kafka.security import client_options, faust_credentials
 from stream.kafka.tansu_compat import faust_overrides
 from stream.monitor.report import (
     DATA_QUALITY_COLUMNS,
@@ -141,12 +142,14 @@ class Runtime:
 
     def _build_app(self, bootstrap: str, tansu: bool) -> faust.App:
         s = self.settings
+        security = client_options(s, s.embedded_kafka)
         app = faust.App(
             s.app_id, broker=f"kafka://{bootstrap}", value_serializer="raw", key_serializer="raw",
             web_enabled=False, datadir=str(s.data_dir / "faust"), store="memory://",
             processing_guarantee="at_least_once", topic_partitions=s.topic_partitions,
             topic_allow_declare=True, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
             producer_linger_ms=5, broker_max_poll_records=INGEST_BATCH,
+            broker_credentials=faust_credentials(s, s.embedded_kafka),
             **faust_overrides(tansu),
         )
         predictions = app.topic(s.topic_predictions, partitions=s.topic_partitions)
@@ -162,7 +165,7 @@ class Runtime:
         self.ingest_consumer = IngestConsumer(
             bootstrap, (s.topic_predictions, s.topic_ground_truth), f"{s.app_id}-ingest", tansu,
             self.ingest_batch, self.checkpoint_ingest_locked, self.forget_ingest, self.locks["ingest"],
-            INGEST_BATCH)
+            INGEST_BATCH, security)
 
         @app.task
         async def ingest() -> None:
@@ -198,8 +201,9 @@ class Runtime:
             from stream.kafka.topics import ensure_silences_topic
 
             try:
-                await ensure_silences_topic(bootstrap)
-                async with contextlib.aclosing(follow(bootstrap, SILENCES_TOPIC, from_beginning=True)) as records:
+                await ensure_silences_topic(bootstrap, security=security)
+                async with contextlib.aclosing(follow(bootstrap, SILENCES_TOPIC, from_beginning=True,
+                                                      security=security)) as records:
                     async for record in records:
                         try:
                             self.silences.apply_message(record.key, record.value)

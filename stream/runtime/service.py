@@ -16,6 +16,7 @@ import faust
 from stream.config import Settings
 from stream.errors import UserError
 from stream.kafka.embedded import EmbeddedBroker, port_in_use
+from stream.kafka.security import client_options, describe
 from stream.kafka.topics import ensure_topics
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
 from stream.runtime.agents import Runtime
@@ -111,10 +112,10 @@ class Service:
             self.bootstrap = self.broker.bootstrap_servers
         else:
             self.bootstrap = str(s.kafka_bootstrap_servers)
-        asyncio.run(ensure_topics(self.bootstrap, s))
-        self.ch = ClickHouse(s.dsn, s.clickhouse_database)
+        asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
+        self.ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
         migrate(self.ch, s.outcomes_ttl_days)
-        self.sql = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s))
+        self.sql = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s), tls=s.clickhouse_tls)
         telemetry = Telemetry()
 
         def written(table: str, seconds: float) -> None:
@@ -197,8 +198,9 @@ class Service:
         kafka = f"{self.bootstrap} (embedded tansu)" if self.broker else self.bootstrap
         clickhouse = f"{s.dsn} (embedded chdb)" if s.embedded_clickhouse else "ClickHouse server (DSN configured)"
         url = f"http://{s.web_host}:{s.web_port}"
+        security = "  ".join(f"{k}={v}" for k, v in describe(s, self.broker is not None).items())
         return (
-            f"driftwarden is up\n  Kafka       {kafka}\n  ClickHouse  {clickhouse}\n"
+            f"driftwarden is up\n  Kafka       {kafka}\n  security    {security}\n  ClickHouse  {clickhouse}\n"
             f"  HTTP        {url}/healthz  {url}/readyz  {url}/metrics  {url}/sql\n"
             f"  dashboard   {url}/dashboard\n"
             f"  produce to  {s.topic_predictions}, {s.topic_ground_truth}; alerts on {s.topic_alerts}\n"

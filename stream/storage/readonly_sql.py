@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from stream.storage.clickhouse import parse_server_dsn
 from stream.storage.sqlguard import ReadOnlyViolation, check_ast
 
 __all__ = ["QueryResult", "ReadOnlySQL", "SQLLimits"]
@@ -67,10 +68,10 @@ class ReadOnlySQL:
     """A read-only query runner on its own client; one query at a time (callers queue in front of it)."""
 
     def __init__(self, dsn: str, database: str = "driftwarden", limits: SQLLimits | None = None,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, tls: dict[str, Any] | None = None) -> None:
         self.limits = limits or SQLLimits()
         self.lock = threading.Lock()
-        self.client = _connect(dsn, self.limits.settings(), connect_timeout)
+        self.client = _connect(dsn, self.limits.settings(), connect_timeout, tls or {})
         self.database = database
         settings = self._one_column("SELECT getSetting('readonly')")
         if settings != ["1"]:  # never run analysts' queries in a session that can write
@@ -138,14 +139,16 @@ class ReadOnlySQL:
             self.client.close()
 
 
-def _connect(dsn: str, settings: dict[str, Any], connect_timeout: float) -> Client:
+def _connect(dsn: str, settings: dict[str, Any], connect_timeout: float, tls: dict[str, Any]) -> Client:
     parts = urlsplit(dsn)
     if parts.scheme == "chdb":
         return clickhouse_connect.get_client(dsn=f"chdb://{parts.path}", settings=settings)
+    server = parse_server_dsn(dsn)  # on a server, settings travel as HTTP parameters, outside the query text
     return clickhouse_connect.get_client(
-        host=parts.hostname or "localhost", port=parts.port or 8123, username=parts.username or "default",
-        password=parts.password or "", secure=parts.scheme == "https", connect_timeout=connect_timeout,
+        host=server.host, port=server.port, username=server.username, password=server.password,
+        secure=server.secure, connect_timeout=connect_timeout,
         send_receive_timeout=int(settings["max_execution_time"]) + 30, settings=settings,
+        **(tls if server.secure else {}),
     )
 
 
