@@ -144,7 +144,8 @@ class Settings(BaseSettings):
         out["webhook_secret"] = "***" if self.webhook_secret else ""
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
-        for secret in ("kafka_sasl_password", "kafka_ssl_key_password"):
+        out["schema_registry_url"] = mask_dsn(self.schema_registry_url) if self.schema_registry_url else None
+        for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
             out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
         out["web_token"] = "***" if self.web_token else None
         return out
@@ -171,7 +172,7 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
         return f"http://{host}:{self.web_port}"
 
-    # --- Kafka security, ClickHouse TLS (issue 14)
+    # --- Kafka security, ClickHouse TLS, schema-registry payloads (issue 14)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every client reaches an external Kafka (the embedded broker is PLAINTEXT)")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
@@ -187,6 +188,18 @@ class Settings(BaseSettings):
     clickhouse_client_cert: Path | None = Field(None, description="client certificate (PEM) for ClickHouse mTLS")
     clickhouse_client_key: Path | None = Field(None, description="private key (PEM) of the ClickHouse client cert")
     clickhouse_verify: bool = Field(True, description="verify the ClickHouse server certificate (https://)")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-compatible schema registry for avro / json_schema payloads (mock:// in tests)")
+    schema_registry_username: str = Field("", description="schema registry basic-auth user (an API key)")
+    schema_registry_password: SecretStr = Field(SecretStr(""), description="schema registry basic-auth password")
+    payload_format_predictions: Literal["json", "avro", "json_schema"] = Field(
+        "json", description="value format on the predictions topic (avro / json_schema: schema-registry framing)")
+    payload_format_ground_truth: Literal["json", "avro", "json_schema"] = Field(
+        "json", description="value format on the ground_truth topic")
+    field_map_predictions: dict[str, str] = Field(
+        default_factory=dict, description='JSON {"our field": "their.field.path"}, e.g. {"prediction_id": '
+        '"request_id", "features": "inputs.features"}')
+    field_map_ground_truth: dict[str, str] = Field(default_factory=dict, description="same for ground truth")
 
     @property
     def clickhouse_tls(self) -> dict[str, Any]:
