@@ -36,6 +36,7 @@ from stream.contracts.registry import RegisteredModel, Registry, encode, infer_s
 from stream.errors import UserError
 from stream.kafka.epoch import EPOCH_KEY, offsets_of_epoch, read_epoch
 from stream.kafka.ingest_consumer import IngestConsumer
+from stream.kafka.payloads import payload_decoders
 from stream.kafka.security import client_options, faust_credentials
 from stream.kafka.tansu_compat import faust_overrides
 from stream.kafka.topics import epoch_topic
@@ -83,6 +84,7 @@ class Runtime:
             self.registry, settings.limits, settings.topic_predictions, settings.topic_ground_truth,
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
             auto_register=settings.unregistered_model == "auto_register", bounds=settings.ingest_bounds,
+            payloads=payload_decoders(settings),
         )
         self.aggregators: dict[int, Aggregator] = {}
         self.checkpoints = CheckpointStore(ch, sink)
