@@ -92,6 +92,23 @@ class Settings(BaseSettings):
                             max_event_age_ms=self.max_event_age_days * 86_400_000, max_models=self.max_models,
                             max_features_per_model=self.max_features_per_model)
 
+    # --- security: HTTP endpoint and read-only SQL (issue 11)
+    web_token: SecretStr | None = Field(
+        None, description="bearer token required by /sql and every data endpoint; /healthz /readyz /metrics stay open")
+    web_allow_open: bool = Field(False, description="allow a non-loopback DRIFTWARDEN_WEB_HOST without a token")
+    web_read_timeout_seconds: float = Field(10.0, gt=0, description="a request must arrive whole within this")
+    web_max_connections: int = Field(256, ge=1, description="open HTTP connections at most (more are refused)")
+    web_max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
+    sql_max_execution_seconds: float = Field(10.0, gt=0, description="time limit of one /sql query")
+    sql_max_memory_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20, description="memory limit of one /sql query")
+    sql_max_rows_to_read: int = Field(1_000_000_000, ge=1, description="rows one /sql query may read")
+    sql_max_bytes_to_read: int = Field(50 * 1024**3, ge=1, description="bytes one /sql query may read")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="rows one /sql query returns at most (streamed)")
+    sql_max_threads: int = Field(2, ge=1, description="engine threads of one /sql query (ingest keeps the rest)")
+    sql_queue: int = Field(8, ge=0, description="/sql queries waiting behind the running one; more get 503")
+    ready_stall_seconds: float = Field(
+        60.0, gt=0, description="/readyz fails when input waits and nothing was processed for this long")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -130,6 +147,7 @@ class Settings(BaseSettings):
         out["schema_registry_url"] = mask_dsn(self.schema_registry_url) if self.schema_registry_url else None
         for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
             out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
+        out["web_token"] = "***" if self.web_token else None
         return out
 
     # --- alert routing, no-data and label maturity (issue 15)
