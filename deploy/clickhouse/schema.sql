@@ -92,3 +92,7 @@ CREATE TABLE IF NOT EXISTS driftwarden.checkpoints (
     stage LowCardinality(String), partition UInt32, offsets String, state String, version UInt64,
     saved_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition);
+
+-- migration 70: drift event change point
+ALTER TABLE driftwarden.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+ADD COLUMN IF NOT EXISTS change_time Nullable(DateTime64(3, 'UTC'));

@@ -103,6 +103,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             saved_at {_TS}
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition)""",
     )),
+    # --- issue 18: a detection's estimated change point beside the time it was noticed
+    Migration(70, "drift event change point", (
+        f"""ALTER TABLE {{db}}.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+            ADD COLUMN IF NOT EXISTS change_time Nullable({_TS})""",
+    )),
 )
 
 
