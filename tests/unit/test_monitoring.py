@@ -71,7 +71,9 @@ def _feed_predictions(mon: ModelMonitor, events: list[dict[str, Any]], first: in
 def _run(model: str) -> Run:
     sc = Scenario(models=(model,), seed=3, start_ms=T0, drift_at_ms=T0 + DRIFT_WINDOW * WINDOW_MS,
                   label_delay_mean_ms=2000)  # fmt: skip
-    spec = ModelSpec.model_validate(sc.specs()[0])
+    raw = sc.specs()[0]
+    raw["monitor"] = {**raw.get("monitor", {}), "label_delay_seconds": 0}  # every label is in before the close
+    spec = ModelSpec.model_validate(raw)
     regression = spec.task == "regression"
     run = Run(spec, ModelMonitor(spec), sc.predictions(N_WINDOWS * 3000, rate_per_s=RATE))
     run.detections += _feed_predictions(run.monitor, run.events)
@@ -226,7 +228,8 @@ def small_spec(task: str = "binary_classification", **monitor: Any) -> ModelSpec
         task=task,  # type: ignore[arg-type]
         positive_class="1" if task == "binary_classification" else None,
         features=[FeatureSpec(name="x", type="numeric"), FeatureSpec(name="c", type="categorical")],
-        monitor=MonitorSettings(window_seconds=60, reference_events=100, min_samples=30, **monitor),
+        monitor=MonitorSettings(**{"window_seconds": 60, "reference_events": 100, "min_samples": 30,
+                                   "label_delay_seconds": 0, **monitor}),
     )
 
 
