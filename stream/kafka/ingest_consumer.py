@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream.kafka.tansu_compat import consumer_overrides
+from stream.pipeline.barrier import StageFailure
 from stream.pipeline.ingest import RawRecord
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class IngestConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = False
         self.partitions = 0  # of the input topics (co-partitioned), from the cluster's metadata
+        self.progress_at = time.monotonic()  # when a batch was last handled (for /readyz)
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.options)  # needs the running loop
@@ -75,11 +78,17 @@ class IngestConsumer:
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
                         continue
+                    for tp, messages in fetched.items():
+                        if messages[0].offset < self.read_to.get(tp, 0):
+                            raise StageFailure(
+                                f"the offsets of {tp.topic}[{tp.partition}] went back from {self.read_to[tp]} to "
+                                f"{messages[0].offset}: the Kafka broker was replaced or lost its data")
                     await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers),
                                                  max(m.timestamp or 0, 0))
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
                         self.positions[tp] = self.read_to[tp] = messages[-1].offset + 1
+                    self.progress_at = time.monotonic()
         finally:
             await self.consumer.stop()
 
@@ -93,6 +102,13 @@ class IngestConsumer:
             if high is not None and read is not None:
                 out[tp.topic] = out.get(tp.topic, 0) + max(0, high - read)
         return out
+
+    def stalled_seconds(self) -> float:
+        """For how long records have been waiting while nothing was handled (0 when nothing waits)."""
+        if not any(self.lag().values()):
+            self.progress_at = time.monotonic()
+            return 0.0
+        return time.monotonic() - self.progress_at
 
     async def commit(self) -> None:
         """Commit what the last checkpoint covers (call with the lock held, right after the checkpoint)."""
