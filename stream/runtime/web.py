@@ -1,4 +1,5 @@
-"""The HTTP endpoint: ``/healthz``, ``/readyz``, Prometheus ``/metrics`` and a read-only ``/sql``."""
+"""The HTTP endpoint: ``/healthz``, ``/readyz``, Prometheus ``/metrics``, a read-only ``/sql`` and
+``/alerts/active`` (the alert episodes firing now, as JSON)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from stream.alerts.history import active_query
 from stream.runtime.dashboard import add_dashboard_routes
 from stream.storage.clickhouse import ClickHouse
 from stream.storage.sqlguard import ReadOnlyViolation, check_read_only
@@ -64,11 +66,20 @@ def build_web_app(
         body = {"columns": columns, "rows": rows[:MAX_SQL_ROWS], "truncated": truncated}
         return web.Response(body=dumps(body), content_type="application/json")
 
+    async def alerts_active(request: web.Request) -> web.Response:
+        try:
+            columns, rows = await ch.aquery_rows(_with_readonly(active_query(ch.database, request.query.get("model"))))
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return web.Response(status=500, body=dumps({"error": message[:500]}), content_type="application/json")
+        alerts = [dict(zip(columns, row, strict=True)) for row in rows]
+        return web.Response(body=dumps({"firing": len(alerts), "alerts": alerts}), content_type="application/json")
+
     app = web.Application(client_max_size=1 << 20)
     add_dashboard_routes(app, ch, dumps)
     app.add_routes([
         web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics),
-        web.get("/sql", sql), web.post("/sql", sql),
+        web.get("/sql", sql), web.post("/sql", sql), web.get("/alerts/active", alerts_active),
     ])
     return app
 
