@@ -291,6 +291,11 @@ class MonitorSettings(BaseModel):
         "a window only this long after it closed, then again as more labels arrive. None (default): learned, the "
         "95th percentile of the model's recently observed label delays (one hour until a label was seen).",
     )
+    # --- fairness (issue 17)
+    fairness_min_group: int = Field(
+        default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "
+        "to be compared in the fairness metrics."
+    )
 
 
 class ModelSpec(BaseModel):

@@ -104,7 +104,7 @@ class ModelMonitor:
         task = spec.task
         self.pseudo = {"binary_classification": "__score__", "regression": "__prediction__"}.get(task)
         self.output_signal = "score" if task == "binary_classification" else "prediction"
-        rules = parse_rules(spec.rules)
+        rules = parse_rules([*spec.rules, *fairness_rules(spec)])
         self.rules = [r for r in rules if not isinstance(r, NoDataRule)]  # judged per window
         self.no_data_rules = [r for r in rules if isinstance(r, NoDataRule)]  # judged by the wall clock
         self.last_prediction_ms: float | None = None  # wall clock of the last prediction's arrival
@@ -509,6 +509,21 @@ class ModelMonitor:
         mon.label_delays_seen = int(state.get("label_delays_seen", 0))
         mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
         return mon
+
+
+def fairness_rules(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Default rules of a binary classifier with protected attributes: the four-fifths rule per attribute
+    (``disparate_impact:<attr>`` below 0.8); a user rule of the same name replaces it."""
+    if spec.task != "binary_classification":
+        return []
+    own = {r.get("name") for r in spec.rules if isinstance(r, Mapping)}
+    out = []
+    for attribute in spec.protected_attributes:
+        name = f"default-disparate-impact:{attribute}"
+        if name not in own:
+            out.append({"name": name, "kind": "threshold", "metric": f"disparate_impact:{attribute}", "op": "<",
+                        "value": 0.8, "min_samples": spec.monitor.fairness_min_group})
+    return out
 
 
 def _by_version(versions: Sequence[str]) -> list[tuple[str, np.ndarray | None]]:
