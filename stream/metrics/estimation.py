@@ -1,5 +1,6 @@
 """Performance estimated before labels arrive: confidence-based performance estimation (CBPE) for binary
-classifiers, with an online score calibrator and analytic confidence bands.
+classifiers, with an online score calibrator and analytic confidence bands; direct loss estimation of the
+MAE for regression (`ErrorModel`).
 
 CBPE (the method NannyML publishes) reads each prediction's calibrated probability ``c = P(y=1 | score)`` as
 the chance that a label, once it arrives, is positive. Summing ``c`` over the predicted positives gives the
@@ -40,6 +41,7 @@ from stream.metrics.classification import (
     calibration_bin,
     expected_calibration_error,
 )
+from stream.metrics.regression import RegressionState
 from stream.metrics.sketch import roc_auc_from_histograms
 
 Z_95 = 1.959963984540054
@@ -234,3 +236,89 @@ def estimates(state: BinaryState, calibrator: ScoreCalibrator, bins: int) -> Met
     out["estimate_reliable"] = (1.0 if calibrator.reliable() else 0.0, n)
     out["estimate_calibration_error"] = calibration_check(state, calibrated)
     return out
+
+
+class ErrorModel:
+    """Direct loss estimation (DLE) for regression: a nuisance model of the absolute error given the prediction,
+    learned online from labelled outcomes.
+
+    The first ``warmup`` labelled predictions fix ``bins`` equal-frequency bins of the prediction; each bin then
+    keeps decayed sums of the count, ``|error|`` and ``error²`` (the last ``horizon`` labels weigh most). A
+    window's MAE is estimated as the mean, over its predictions, of their bin's mean absolute error, read from
+    the window's prediction sketch at ``points`` quantiles (no per-event cost). The band is the label noise
+    given the predictions: ``z·sqrt(mean bin variance of |error| / n)``. It uses the prediction only (not the
+    features): a shift that moves predictions into regions of larger error is seen, one that raises the error
+    at the same predictions is not. State: numpy arrays and numbers only.
+    """
+
+    def __init__(self, bins: int = 20, warmup: int = 1000, horizon: float = 20_000, points: int = 200) -> None:
+        self.bins = bins
+        self.warmup = warmup
+        self.horizon = float(horizon)
+        self.points = points
+        self.edges = np.zeros(0)  # inner bin edges, fixed once warm
+        self.pending: list[float] = []  # predictions of the warm-up
+        self.pending_errors: list[float] = []
+        self.sums = np.zeros((3, bins))  # per bin, decayed: count, sum |error|, sum error²
+
+    @property
+    def ready(self) -> bool:
+        return self.edges.size > 0
+
+    def add(self, predictions: np.ndarray, abs_errors: np.ndarray) -> None:
+        """Learn from labelled outcomes: predictions and their absolute errors (non-finite pairs skipped)."""
+        ok = np.isfinite(predictions) & np.isfinite(abs_errors)
+        pred, err = predictions[ok], abs_errors[ok]
+        if not self.ready:
+            self.pending += pred.tolist()
+            self.pending_errors += err.tolist()
+            if len(self.pending) < self.warmup:
+                return
+            self.edges = np.unique(np.quantile(np.asarray(self.pending), np.linspace(0, 1, self.bins + 1)[1:-1]))
+            pred, err = np.asarray(self.pending), np.asarray(self.pending_errors)
+            self.pending, self.pending_errors = [], []
+        if not pred.size:
+            return
+        b = np.searchsorted(self.edges, pred)
+        self.sums *= math.exp(-pred.size / self.horizon)
+        self.sums += np.stack([np.bincount(b, weights=w, minlength=self.bins)
+                               for w in (np.ones_like(err), err, err * err)])
+
+    def bin_errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per bin: mean absolute error and variance of the absolute error (empty bins borrow the overall)."""
+        n, total, squares = self.sums
+        all_n = max(float(n.sum()), 1e-12)
+        overall_mean = float(total.sum()) / all_n
+        overall_var = max(float(squares.sum()) / all_n - overall_mean**2, 0.0)
+        used = n > 1e-9
+        mean = np.where(used, total / np.where(used, n, 1.0), overall_mean)
+        var = np.where(used, np.maximum(squares / np.where(used, n, 1.0) - mean**2, 0.0), overall_var)
+        return mean, var
+
+    def estimate(self, state: RegressionState, z: float = Z_95) -> Metrics:
+        """``estimated_mae`` with ``_lower``/``_upper`` for a window, and ``estimate_reliable`` (warm or not)."""
+        n = int(state.predictions.n)
+        out: Metrics = {}
+        if not self.ready or n == 0:
+            for suffix in ("", "_lower", "_upper"):
+                out[f"estimated_mae{suffix}"] = (math.nan, n)
+        else:
+            qs = (np.arange(self.points) + 0.5) / self.points
+            b = np.searchsorted(self.edges, state.prediction_sketch.quantiles(qs))
+            mean, var = self.bin_errors()
+            value, se = float(mean[b].mean()), math.sqrt(float(var[b].mean()) / n)
+            out["estimated_mae"] = (value, n)
+            out["estimated_mae_lower"] = (max(value - z * se, 0.0), n)
+            out["estimated_mae_upper"] = (value + z * se, n)
+        out["estimate_reliable"] = (1.0 if self.ready else 0.0, n)
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"edges": self.edges, "sums": self.sums, "pending": np.asarray(self.pending),
+                "pending_errors": np.asarray(self.pending_errors)}
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.edges = np.asarray(arrays["edges"], np.float64)
+        self.sums = np.asarray(arrays["sums"], np.float64).reshape(3, self.bins)
+        self.pending = np.asarray(arrays["pending"], np.float64).tolist()
+        self.pending_errors = np.asarray(arrays["pending_errors"], np.float64).tolist()

@@ -19,8 +19,9 @@ import orjson
 
 from stream.contracts.events import ModelSpec
 from stream.metrics.classification import BinaryState, label_mask
-from stream.metrics.estimation import ScoreCalibrator, calibration_check, estimates
+from stream.metrics.estimation import ErrorModel, ScoreCalibrator, calibration_check, estimates
 from stream.metrics.fairness import fairness_metrics
+from stream.metrics.regression import RegressionState
 from stream.metrics.window import Metrics, WindowAccumulator
 from stream.monitor.detectors import Detection
 from stream.monitor.model_monitor import ModelMonitor
@@ -77,6 +78,7 @@ class Aggregator:
         # outcomes; a window's estimates are frozen when it closes, before its labels teach the calibrator.
         self.calibrators: dict[tuple[str, str], ScoreCalibrator] = {}
         self.estimates: dict[WindowKey, Metrics] = {}
+        self.error_models: dict[tuple[str, str], ErrorModel] = {}  # regression: DLE of the MAE
 
     def monitor(self, model_id: str) -> ModelMonitor:
         found = self.monitors.get(model_id)
@@ -164,6 +166,8 @@ class Aggregator:
                                             y_pred, scores, {k: v[idx] for k, v in o_business.items()})
                     if spec.task == "binary_classification":
                         self._calibrate(model_id, versions, scores, label_mask(y_true, str(spec.positive_class)))
+                    elif regression:
+                        self._learn_errors(model_id, versions, y_pred, np.abs(y_true - y_pred))
                     self.monitor(model_id).observe_label_delays(o_label_ts[idx] - o_ts[idx])
                     self._record(model_id, self.monitor(model_id).add_outcomes(
                         versions, o_label_ts[idx], y_true, y_pred, scores, self._positions(model_id, idx.size)))
@@ -180,6 +184,14 @@ class Aggregator:
                 found = self.calibrators[(model_id, version)] = ScoreCalibrator()
             found.add(scores[sel], positive[sel])
 
+    def _learn_errors(self, model_id: str, versions: list[str], y_pred: np.ndarray, errors: np.ndarray) -> None:
+        for version in dict.fromkeys(versions):
+            sel = np.fromiter((v == version for v in versions), bool, len(versions))
+            found = self.error_models.get((model_id, version))
+            if found is None:
+                found = self.error_models[(model_id, version)] = ErrorModel()
+            found.add(y_pred[sel].astype(np.float64), errors[sel].astype(np.float64))
+
     def _metrics(self, key: WindowKey, acc: WindowAccumulator) -> Metrics:
         """The window's metrics; for binary models with the CBPE estimates (frozen once the window closed)."""
         out = acc.metrics()
@@ -193,6 +205,13 @@ class Aggregator:
                     self.estimates[key] = frozen
             out.update(frozen)
             out["estimate_calibration_error"] = calibration_check(acc.model, calibrator.probabilities(acc.score_bins))
+        elif isinstance(acc.model, RegressionState):
+            frozen = self.estimates.get(key)
+            if frozen is None:
+                frozen = (self.error_models.get((key[0], key[1])) or ErrorModel()).estimate(acc.model)
+                if key in self.store.closed:
+                    self.estimates[key] = frozen
+            out.update(frozen)
         return out
 
     def window_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
@@ -291,6 +310,8 @@ class Aggregator:
             "positions": dict(self.positions), "detections": list(self.detections),
             "calibrators": [[m, v, {k: a.tolist() for k, a in c.to_arrays().items()}]
                             for (m, v), c in self.calibrators.items()],
+            "error_models": [[m, v, {k: a.tolist() for k, a in e.to_arrays().items()}]
+                             for (m, v), e in self.error_models.items()],
             "estimates": {_key_text(k): {name: list(pair) for name, pair in e.items()}
                           for k, e in self.estimates.items()},
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
@@ -329,6 +350,9 @@ class Aggregator:
         for model_id, version, arrays in state.get("calibrators", []):
             calibrator = out.calibrators[(model_id, version)] = ScoreCalibrator()
             calibrator.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
+        for model_id, version, arrays in state.get("error_models", []):
+            error_model = out.error_models[(model_id, version)] = ErrorModel()
+            error_model.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
         out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
                          for t, e in state.get("estimates", {}).items()}
         if "versions" in state:  # checkpoints written before the cardinality limits have none

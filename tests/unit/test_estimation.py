@@ -8,10 +8,18 @@ import math
 import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 from stream.metrics.classification import BinaryState
-from stream.metrics.estimation import ESTIMATED, ScoreCalibrator, estimate_binary, estimates, isotonic_fit
+from stream.metrics.estimation import ESTIMATED, ErrorModel, ScoreCalibrator, estimate_binary, estimates, isotonic_fit
+from stream.metrics.regression import RegressionState
 from stream.metrics.window import WindowAccumulator
 
 
@@ -125,3 +133,47 @@ def test_estimates_report_reliability_and_window_calibration_error() -> None:
     ece, n = out["estimate_calibration_error"]
     assert n == 3000 and ece < 0.05
     assert out["estimated_accuracy"][0] == pytest.approx(acc.metrics()["accuracy"][0], abs=0.03)
+
+
+# --- direct loss estimation (regression) ------------------------------------------------------------------
+
+
+def _regression_window(pred: np.ndarray) -> RegressionState:
+    acc = WindowAccumulator("regression")
+    acc.add_predictions(pred)
+    assert isinstance(acc.model, RegressionState)
+    return acc.model
+
+
+def test_error_model_estimates_mae_under_covariate_shift_within_its_band() -> None:
+    """|error| grows with the prediction; a window shifted to large predictions has a larger MAE, which the
+    estimate (learned on unshifted labels) tracks: checked against sklearn's MAE of simulated labels."""
+    rng = np.random.default_rng(21)
+    model = ErrorModel()
+    assert model.estimate(_regression_window(np.array([1.0])))["estimate_reliable"] == (0.0, 1)
+    for _ in range(20):
+        pred = rng.uniform(0, 10, 1000)
+        model.add(pred, np.abs(rng.normal(0, 0.2 + 0.1 * pred)))
+    covered = 0
+    for shift in range(20):
+        pred = rng.uniform(0, 10, 2000) ** (1 if shift < 10 else 0.5) * (1 if shift < 10 else np.sqrt(10))
+        truth = pred + rng.normal(0, 0.2 + 0.1 * pred)
+        est = model.estimate(_regression_window(pred))
+        realised = mean_absolute_error(truth, pred)
+        expected = float(np.mean((0.2 + 0.1 * pred) * np.sqrt(2 / np.pi)))  # E|N(0, s)| = s sqrt(2/pi)
+        assert est["estimated_mae"][0] == pytest.approx(expected, rel=0.04)
+        covered += est["estimated_mae_lower"][0] <= realised <= est["estimated_mae_upper"][0]
+        assert est["estimate_reliable"] == (1.0, 2000)
+    assert covered >= 16
+
+
+def test_error_model_round_trip_and_nan_pairs() -> None:
+    model = ErrorModel(warmup=10)
+    model.add(np.array([1.0, np.nan, 2.0]), np.array([1.0, 0.5, np.inf]))
+    assert not model.ready and model.pending == [1.0]
+    model.add(np.arange(20.0), np.ones(20))
+    restored = ErrorModel(warmup=10)
+    restored.load(model.to_arrays())
+    window = _regression_window(np.arange(5.0))
+    assert restored.estimate(window) == model.estimate(window)
+    assert model.estimate(window)["estimated_mae"][0] == pytest.approx(1.0)
