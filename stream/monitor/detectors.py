@@ -380,6 +380,7 @@ class SignalMonitor:
                              "freeze": st.freeze, "n": st.n, "mean": st.mean, "m2": st._m2, "std": st._std,
                              "std_at_warmup": st.std_at_warmup},
             "n_seen": self.n_seen, "n_skipped": self.n_skipped, "n_detections": dict(self.n_detections),
+            "clock": {"cap": self.clock.cap, "positions": list(self.clock.positions), "times": list(self.clock.times)},
             "since_reset": {k: list(v) for k, v in self._since_reset.items()},
             "adwin": None if self.adwin is None else self.adwin._helper.__getstate__(),
             "page_hinkley": None if self.page_hinkley is None else _ph_state(self.page_hinkley),
@@ -402,6 +403,10 @@ class SignalMonitor:
             st._m2, st._std, st.std_at_warmup = float(saved["m2"]), float(saved["std"]), \
                 float(saved["std_at_warmup"])
             monitor.n_seen, monitor.n_skipped = int(state["n_seen"]), int(state["n_skipped"])
+            clock = state.get("clock") or {}
+            monitor.clock = PositionClock(int(clock.get("cap", monitor.clock.cap)))
+            monitor.clock.positions = [int(v) for v in clock.get("positions", [])]
+            monitor.clock.times = [int(v) for v in clock.get("times", [])]
             monitor.n_detections = {str(k): int(v) for k, v in state["n_detections"].items()}
             monitor._since_reset = {str(k): [float(x) for x in v] for k, v in state["since_reset"].items()}
             if monitor.adwin is not None and state["adwin"] is not None:
