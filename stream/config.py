@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.contracts.events import Limits
+from stream.contracts.redact import safe_url
 
 if TYPE_CHECKING:
     from stream.pipeline.ingest import IngestBounds
@@ -109,6 +112,13 @@ class Settings(BaseSettings):
     ready_stall_seconds: float = Field(
         60.0, gt=0, description="/readyz fails when input waits and nothing was processed for this long")
 
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        errors = unknown_environment(os.environ, type(self).model_fields)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -142,7 +152,7 @@ class Settings(BaseSettings):
         out = self.model_dump(mode="json")
         out["clickhouse_dsn"] = mask_dsn(self.dsn)
         out["webhook_secret"] = "***" if self.webhook_secret else ""
-        out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
+        out["webhook_url"] = safe_url(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
         out["schema_registry_url"] = mask_dsn(self.schema_registry_url) if self.schema_registry_url else None
         for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
@@ -213,16 +223,30 @@ class Settings(BaseSettings):
 
 
 def mask_dsn(dsn: str) -> str:
-    """Hide the password of a URL-style DSN.
+    """Hide the password of a URL-style DSN, whatever characters it holds (``/ # ? @`` included).
 
     >>> mask_dsn("http://bob:secret@db:8123/x")
+    'http://bob:***@db:8123/x'
+    >>> mask_dsn("http://bob:se/cr#et?@db:8123/x")
     'http://bob:***@db:8123/x'
     >>> mask_dsn("chdb:///tmp/ch")
     'chdb:///tmp/ch'
     """
-    parts = urlsplit(dsn)
-    if parts.password is None:
+    scheme, sep, rest = dsn.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
         return dsn
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user, colon, _ = rest[:at].partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{rest[at + 1:]}"
+
+
+def unknown_environment(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
+    """One error per ``DRIFTWARDEN_*`` variable that names no setting, with the nearest known name."""
+    known = {f"DRIFTWARDEN_{name.upper()}" for name in fields}
+    errors = []
+    for name in sorted(environ):
+        if name.startswith("DRIFTWARDEN_") and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            errors.append(f"{name} is not a setting" + (f": did you mean {near[0]}?" if near else
+                                                        " (driftwarden config lists the settings)"))
+    return errors

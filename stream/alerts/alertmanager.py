@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from stream.contracts.events import AlertEvent
+from stream.contracts.redact import safe_url
 
 __all__ = ["AlertmanagerSender", "alertmanager_alert", "model_page_url"]
 
@@ -236,7 +237,7 @@ class AlertmanagerSender:
             self.counts["posts"] += 1
             return True
         self.counts["failed"] += 1
-        log.warning("Alertmanager %s: alerts not delivered: %s", url, error)
+        log.warning("Alertmanager %s: alerts not delivered: %s", safe_url(url), error)
         return False
 
     async def _post(self, url: str, body: bytes) -> None:

@@ -20,6 +20,7 @@ import aiohttp
 
 from stream.alerts.signing import sign_headers
 from stream.contracts.events import AlertEvent
+from stream.contracts.redact import safe_url
 
 __all__ = ["WebhookSender", "WebhookTarget", "message_id"]
 
@@ -172,7 +173,8 @@ class WebhookSender:
             self.counts["delivered"] += 1
             return
         self.counts["failed"] += 1
-        log.warning("webhook %s: alert %s not delivered: %s", target.url, event.alert_id, error)
+        error = error.replace(target.url, safe_url(target.url))
+        log.warning("webhook %s: alert %s not delivered: %s", safe_url(target.url), event.alert_id, error)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
         assert self._session is not None

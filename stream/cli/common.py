@@ -19,6 +19,8 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # the whole environment, e.g. an unknown DRIFTWARDEN_* variable
+            raise UserError(f"bad configuration: {str(first['msg']).removeprefix('Value error, ')}") from None
         name = "DRIFTWARDEN_" + "_".join(str(p) for p in first["loc"]).upper()
         raise UserError(f"bad configuration: {name}: {first['msg']}") from None
 

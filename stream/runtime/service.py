@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from stream.config import Settings
+from stream.config import Settings, safe_url
 from stream.errors import UserError
 from stream.kafka.embedded import EmbeddedBroker, port_in_use
 from stream.kafka.epoch import broker_epoch
@@ -116,6 +116,9 @@ class Service:
         asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
         migrate(self.ch, s.outcomes_ttl_days)
+        if s.webhook_url and not s.webhook_secret:
+            log.warning("the webhook %s gets unsigned requests: set DRIFTWARDEN_WEBHOOK_SECRET so that its "
+                        "receiver can check they come from Driftwarden", safe_url(s.webhook_url))
         self.sql = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s), tls=s.clickhouse_tls)
         telemetry = Telemetry()
 

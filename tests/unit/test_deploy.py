@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from stream.config import Settings
+from stream.runtime.service import check_bind
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -135,6 +136,7 @@ def test_compose_worker_and_migrate_point_at_the_compose_services(monkeypatch: p
         assert (dsn.scheme, dsn.hostname, dsn.port, dsn.path) == ("http", "clickhouse", 8123, "/driftwarden")
         assert (dsn.username, dsn.password) == (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
         assert settings.web_host == "0.0.0.0"
+        check_bind(settings)  # a token is set: the worker may bind 0.0.0.0
         assert services[name]["image"] == services["driftwarden"]["image"] and services[name]["build"] == "."
     assert services["migrate"]["command"] == ["migrate"]
     assert services["driftwarden"]["command"] == ["up"]
@@ -298,10 +300,13 @@ def test_kubernetes_configmap_and_secret_make_a_production_configuration(monkeyp
     (configmap,) = k8s_kind("ConfigMap")
     (secret,) = k8s_kind("Secret")
     assert "DRIFTWARDEN_CLICKHOUSE_DSN" not in configmap["data"], "the DSN holds a password: Secret only"
-    assert set(secret["stringData"]) == {"DRIFTWARDEN_CLICKHOUSE_DSN"}
+    assert set(secret["stringData"]) == {"DRIFTWARDEN_CLICKHOUSE_DSN", "DRIFTWARDEN_WEB_TOKEN"}
+    assert "DRIFTWARDEN_WEB_TOKEN" not in configmap["data"], "the token is a secret"
     settings = settings_from({**configmap["data"], **secret["stringData"]}, monkeypatch)
     assert not settings.embedded_kafka and not settings.embedded_clickhouse
     assert (settings.web_host, settings.web_port) == ("0.0.0.0", 6066)
+    assert settings.web_token is not None  # so the worker may bind 0.0.0.0
+    check_bind(settings)
     assert all(isinstance(v, str) for v in configmap["data"].values()), "ConfigMap values must be strings"
 
 
