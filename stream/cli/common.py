@@ -24,7 +24,8 @@ def settings() -> Settings:
 
 
 def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
-    """Run a read-only query: through the running service, or directly when nothing holds the data."""
+    """Run a read-only query in the Driftwarden database: through the running service, or directly when
+    nothing holds the data. Values are JSON values either way (times as ISO 8601 UTC text, NaN as None)."""
     from stream.runtime.service import read_runtime
     from stream.storage.sqlguard import ReadOnlyViolation, check_read_only
 
@@ -44,17 +45,19 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
             raise UserError(json.loads(exc.read() or b"{}").get("error", str(exc))) from None
         except urllib.error.URLError as exc:
             raise UserError(f"the running service at {url} did not answer ({exc.reason}): is it still up?") from None
-        return body["columns"], body["rows"]
+        return body["columns"], body["rows"]  # JSON values already (`stream.runtime.web.dumps`)
+    from stream.cli.output import json_rows
     from stream.runtime.web import _with_readonly
     from stream.storage.clickhouse import ClickHouse
 
     ch = ClickHouse(s.dsn, s.clickhouse_database)
     try:
-        columns, rows = ch.query_rows(_with_readonly(check_read_only(statement)))
+        ch.use_database()
+        columns, rows = ch.query_named(_with_readonly(check_read_only(statement)))
     except UserError:
         raise
     except Exception as exc:
         raise UserError(str(exc).strip().splitlines()[0][:500]) from None
     finally:
         ch.close()
-    return columns, [list(r) for r in rows]
+    return columns, json_rows(rows)  # the values the service's /sql would have sent

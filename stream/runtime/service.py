@@ -82,6 +82,8 @@ class CheckpointingWorker(faust.Worker):
 
     def __init__(self, runtime: Runtime, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.spinner is not None and not self.spinner.file.isatty():
+            self.spinner = None  # it writes cursor show/hide codes even into files and pipes
         self._runtime = runtime
         self._checkpointing: asyncio.Future[None] | None = None
 
@@ -137,6 +139,7 @@ class Service:
         asyncio.run(ensure_topics(self.bootstrap, s))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database)
         migrate(self.ch, s.outcomes_ttl_days)
+        self.ch.use_database()  # `/sql` resolves unqualified table names in the Driftwarden database
         self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches).start()
         telemetry = Telemetry()
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
