@@ -12,6 +12,9 @@ thread; ``send_*`` validates and encodes in the caller's thread and hands the by
 loop drains (one wake-up per batch, not per message), so it is about as fast as the async producer.
 
 Delivery failures are counted (``failed``) and reported by ``flush()`` as a :class:`DeliveryError`.
+
+Receivers of Driftwarden's alert webhook check requests with :func:`verify_webhook` (Standard Webhooks
+signatures; stale timestamps, i.e. replays, are rejected).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from stream.alerts.signing import WebhookVerificationError, verify_webhook
 from stream.config import Settings
 from stream.contracts.events import (
     DEFAULT_LIMITS,
@@ -45,6 +49,8 @@ from stream.contracts.events import (
 )
 from stream.contracts.registry import RegisteredModel, encode
 from stream.errors import UserError
+from stream.kafka.clients import start_errors, unreachable
+from stream.kafka.security import check_tls, client_options
 
 __all__ = [
     "AsyncProducer",
@@ -52,9 +58,11 @@ __all__ = [
     "DeliveryError",
     "Producer",
     "Send",
+    "WebhookVerificationError",
     "encode_ground_truth",
     "encode_prediction",
     "resolve_bootstrap",
+    "verify_webhook",
 ]
 
 Send = Callable[[str, bytes, bytes], object]
@@ -222,10 +230,16 @@ class AsyncProducer:
             kafka_options.get("partitioner") or DefaultPartitioner()
         )
         self.bootstrap_servers = ""
+        self._security: dict[str, Any] = {}
         if send is None:
-            self.bootstrap_servers = bootstrap_servers or resolve_bootstrap(self.settings)[0]
+            embedded = False
+            if bootstrap_servers:
+                self.bootstrap_servers = bootstrap_servers
+            else:
+                self.bootstrap_servers, embedded = resolve_bootstrap(self.settings)
+            self._security = client_options(self.settings, embedded)  # TLS / SASL from the settings
             self._options = {"linger_ms": linger_ms, "max_batch_size": max_batch_size, "acks": 1,
-                             "enable_idempotence": False, **kafka_options}
+                             "enable_idempotence": False, **self._security, **kafka_options}
 
     @property
     def sent(self) -> int:
@@ -241,12 +255,15 @@ class AsyncProducer:
         """Connect to Kafka (no-op with an injected transport); one-line UserError when it is unreachable."""
         if self._send is not None or self._producer is not None:
             return self
+        await check_tls(self.bootstrap_servers, self._options)  # an untrusted certificate: one line, at once
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, **self._options)
         try:
             await asyncio.wait_for(producer.start(), _START_TIMEOUT)
-        except (TimeoutError, KafkaError, OSError) as exc:
+        except start_errors(self._security) as exc:
             with contextlib.suppress(Exception):
                 await producer.stop()
+            if self._security:
+                raise unreachable(self.bootstrap_servers, exc, self._security) from None
             raise UserError(
                 f"cannot reach Kafka at {self.bootstrap_servers} ({type(exc).__name__}): is `driftwarden up` "
                 "running, or DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS right?"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.contracts.events import Limits
+
+if TYPE_CHECKING:
+    from stream.pipeline.ingest import IngestBounds
 
 
 class Settings(BaseSettings):
@@ -52,7 +55,8 @@ class Settings(BaseSettings):
     )
 
     webhook_url: str | None = Field(None, description="POST every alert at or above the severity here")
-    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Driftwarden-Signature header")
+    webhook_secret: str = Field(
+        "", description="Standard Webhooks signing secret: whsec_<base64> or any text; empty = unsigned")
     webhook_min_severity: Literal["info", "warning", "critical"] = "warning"
 
     max_message_bytes: int = Field(65536, ge=1, description="larger messages are dead-lettered (too_large)")
@@ -67,6 +71,26 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, gt=0, description="at most about one insert per table this often")
     checkpoint_seconds: float = Field(5.0, gt=0, description="how often stage state is checkpointed")
     sink_queue_batches: int = Field(64, ge=1, description="bounded writer queue (back-pressure beyond it)")
+
+    # --- bounds on event time and cardinality, fatal exit (issue 13)
+    max_future_skew_seconds: int = Field(
+        300, ge=0, description="predictions/labels dated further after their Kafka record time are dead-lettered")
+    max_event_age_days: int = Field(
+        3650, ge=0, description="events dated further before their Kafka record time are dead-lettered; 0: no limit")
+    max_models: int = Field(1000, ge=1, description="most models; auto-registering another is dead-lettered")
+    max_features_per_model: int = Field(500, ge=1, description="most features of an auto-registered model")
+    max_versions_per_model: int = Field(50, ge=1, description="later versions of a model count as '__other__'")
+    max_segment_values: int = Field(100, ge=1, description="per model and segment field; later values: '__other__'")
+    fatal_exit_seconds: float = Field(
+        10.0, gt=0, description="after a stage failure the process exits (code 70) at the latest this much later")
+
+    @property
+    def ingest_bounds(self) -> IngestBounds:
+        from stream.pipeline.ingest import IngestBounds
+
+        return IngestBounds(max_future_skew_ms=self.max_future_skew_seconds * 1000,
+                            max_event_age_ms=self.max_event_age_days * 86_400_000, max_models=self.max_models,
+                            max_features_per_model=self.max_features_per_model)
 
     @field_validator("data_dir")
     @classmethod
@@ -103,7 +127,44 @@ class Settings(BaseSettings):
         out["webhook_secret"] = "***" if self.webhook_secret else ""
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
+        for secret in ("kafka_sasl_password", "kafka_ssl_key_password"):
+            out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
         return out
+
+    # --- alert routing, no-data and label maturity (issue 15)
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL(s), comma-separated, e.g. http://alertmanager:9093; alerts are "
+        "posted to each one's /api/v2/alerts")
+    alertmanager_resend_seconds: float = Field(
+        60.0, gt=0, description="re-post firing alerts this often (keep under Alertmanager's resolve_timeout)")
+    public_url: str | None = Field(
+        None, description="base URL of this server in links (the model page in alerts); unset = the web address")
+
+    @property
+    def alertmanager_urls(self) -> list[str]:
+        """The Alertmanager base URLs (``alertmanager_url`` split at commas)."""
+        return [u.strip() for u in (self.alertmanager_url or "").split(",") if u.strip()]
+
+    @property
+    def public_base_url(self) -> str:
+        """Base URL for links to this server: ``public_url``, else ``http://<web_host>:<web_port>``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    # --- Kafka security (issue 14)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every client reaches an external Kafka (the embedded broker is PLAINTEXT)")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL")
+    kafka_sasl_username: str = Field("", description="SASL user (an API key on Confluent Cloud)")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (an API secret); masked")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) to verify the brokers; unset = system CAs")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    kafka_ssl_keyfile: Path | None = Field(None, description="private key (PEM) of the client certificate")
+    kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="password of the client key; masked")
+    kafka_ssl_check_hostname: bool = Field(True, description="verify that the broker certificate names the host")
 
 
 def mask_dsn(dsn: str) -> str:

@@ -1,6 +1,6 @@
 """Alert rules, alert state (hysteresis, cooldown, deterministic ids), silences, and delivery (the signed
-webhook).
+webhook and Prometheus Alertmanager).
 
-Rules, state and silences are pure (they import `stream.contracts` only); `webhook` is the one module here
-that does I/O (HTTP), and nothing pure imports it.
+Rules, state, silences and signing are pure (they import `stream.contracts` only); `webhook` and
+`alertmanager` are the modules here that do I/O (HTTP), and nothing pure imports them.
 """

@@ -15,6 +15,7 @@ Default rules, applied to every model unless disabled with an entry ``{"disable"
 ``default-error-detector``    detector: any detector fires on the ``error`` signal (warning)
 ``default-feature-drift``     feature_drift: at least 3 features drifted, any test (warning)
 ``default-missing-rate``      data_quality: missing_rate > 0.2 for any feature (warning)
+``default-no-data``           no_data: no prediction for 3 windows after the model sent some (warning)
 ============================  =================================================================
 
 A user rule with the same name as a default replaces it. Every rule defaults to severity ``warning``,
@@ -50,6 +51,7 @@ __all__ = [
     "FeatureDrift",
     "FeatureDriftRule",
     "MetricHistory",
+    "NoDataRule",
     "QualityCheck",
     "QualityRow",
     "RelativeRule",
@@ -59,6 +61,7 @@ __all__ = [
     "WindowInputs",
     "evaluate",
     "evaluate_all",
+    "no_data",
     "parse_rules",
     "required_lookback",
 ]
@@ -211,7 +214,23 @@ class DataQualityRule(_Rule):
         return f"{self.check} of {self.feature or 'any feature'} {self.op} {self.value:g}"
 
 
-AnyRule = ThresholdRule | RelativeRule | DetectorRule | FeatureDriftRule | DataQualityRule
+class NoDataRule(_Rule):
+    """Fires when a model that sent predictions then sends none for ``windows`` windows of wall-clock time.
+
+    It is not judged per window but by the wall clock, also while the stream is idle (a dead model server or
+    a broken logger opens no window); it resolves at the first prediction after the silence.
+    """
+
+    kind: Literal["no_data"] = "no_data"
+    windows: int = Field(default=3, ge=1, description="Windows (window_seconds each) without any prediction.")
+    resolve_after: int = Field(default=1, ge=1, description="Consecutive false windows before resolving.")
+    cooldown_windows: int = Field(default=0, ge=0, description="Windows after resolving before refiring.")
+
+    def _default_name(self) -> str:
+        return f"no data for {self.windows} windows"
+
+
+AnyRule = ThresholdRule | RelativeRule | DetectorRule | FeatureDriftRule | DataQualityRule | NoDataRule
 RuleSpec = Annotated[AnyRule, Field(discriminator="kind")]
 """A rule of any kind; use as a pydantic field type to parse rules inside another model."""
 
@@ -221,6 +240,7 @@ _BY_KIND: dict[str, type[_Rule]] = {
     "detector": DetectorRule,
     "feature_drift": FeatureDriftRule,
     "data_quality": DataQualityRule,
+    "no_data": NoDataRule,
 }
 KINDS: tuple[str, ...] = tuple(_BY_KIND)
 
@@ -235,6 +255,7 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     {"name": "default-feature-drift", "kind": "feature_drift", "min_features": 3},
     {"name": "default-missing-rate", "kind": "data_quality", "check": "missing_rate", "op": ">",
      "value": 0.2},
+    {"name": "default-no-data", "kind": "no_data", "windows": 3},
 )
 
 
@@ -603,8 +624,19 @@ def _data_quality(rule: DataQualityRule, inputs: WindowInputs) -> Condition:
     return Condition(rule, bool(violating), metric, observed, rule.value, None, None, violating)
 
 
+def no_data(rule: NoDataRule, silence: timedelta, window: timedelta) -> Condition:
+    """Decide a no-data rule: ``silence`` is the wall-clock time since the model's last prediction arrived."""
+    limit = window * rule.windows
+    return Condition(rule, silence >= limit, "predictions", silence.total_seconds(), limit.total_seconds())
+
+
 def evaluate(rule: AnyRule, inputs: WindowInputs, history: MetricHistory) -> Condition:
-    """Decide ``rule`` on one window; ``history`` supplies earlier windows (the current one is not read)."""
+    """Decide ``rule`` on one window; ``history`` supplies earlier windows (the current one is not read).
+
+    A :class:`NoDataRule` is not decided per window (see :func:`no_data`): its condition here is None.
+    """
+    if isinstance(rule, NoDataRule):
+        return Condition(rule, None, "predictions")
     if isinstance(rule, ThresholdRule):
         return _threshold(rule, inputs, history)
     if isinstance(rule, RelativeRule):

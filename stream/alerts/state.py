@@ -34,6 +34,7 @@ from stream.alerts.rules import (
     DataQualityRule,
     DetectorRule,
     FeatureDriftRule,
+    NoDataRule,
     RelativeRule,
     ThresholdRule,
     WindowInputs,
@@ -287,9 +288,9 @@ def _num(value: float | None) -> str:
 
 def _who(inputs: WindowInputs) -> str:
     version = inputs.model_version
-    version = f"v{version}" if version.replace(".", "").isdigit() else version
+    version = f" v{version}" if version.replace(".", "").isdigit() else f" {version}" if version else ""
     segment = f" (segment {inputs.segment})" if inputs.segment else ""
-    return f"{inputs.model_id} {version}{segment}"
+    return f"{inputs.model_id}{version}{segment}"
 
 
 def _window(inputs: WindowInputs) -> str:
@@ -305,8 +306,22 @@ def _samples(metric: str, samples: int | None) -> str:
     return f", {samples:,} {noun}"
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{seconds:.0f} s"
+
+
 def _describe(inputs: WindowInputs, cond: Condition, firing: bool) -> str:
     rule, who, win = cond.rule, _who(inputs), _window(inputs)
+    if isinstance(rule, NoDataRule):
+        if firing:
+            return (f"no predictions from {who} for {_duration(cond.observed)} (threshold {rule.windows} windows, "
+                    f"{_duration(cond.threshold)}): is its model server or logger down?")
+        return f"predictions from {who} arrive again"
     obs, thr = _num(cond.observed), _num(cond.threshold)
     if isinstance(rule, ThresholdRule):
         verb = ("fell to" if rule.op in ("<", "<=") else "rose to") if firing else "is back at"
@@ -345,7 +360,8 @@ def message(
     """One human sentence for an alert event, with the drifted inputs of the window as context."""
     text = _describe(inputs, cond, state == "firing")
     if state == "resolved":
-        text = f"resolved '{cond.rule.name}': {text}; condition false for {streak} consecutive windows"
+        why = "" if isinstance(cond.rule, NoDataRule) else f"; condition false for {streak} consecutive windows"
+        text = f"resolved '{cond.rule.name}': {text}{why}"
     if not isinstance(cond.rule, FeatureDriftRule):
         drifted = sorted({d.feature for d in inputs.drift if d.drifted})
         if drifted:
@@ -371,6 +387,12 @@ def evidence_sql(
     rule, db = cond.rule, database
     model = f"model_id = {_lit(inputs.model_id)} AND model_version = {_lit(inputs.model_version)}"
     start = inputs.window_start
+    if isinstance(rule, NoDataRule):
+        return (
+            f"SELECT window_start, model_version, value AS predictions FROM {db}.window_metrics FINAL "
+            f"WHERE model_id = {_lit(inputs.model_id)} AND segment = '' AND metric = 'predictions' "
+            "ORDER BY window_start DESC LIMIT 20"
+        )
     if isinstance(rule, ThresholdRule | RelativeRule):
         since = since if since is not None else start - required_lookback(rule, inputs.size)
         return (

@@ -1,8 +1,10 @@
 """Webhook delivery of alert events: signed POSTs, retries with backoff, never blocking the pipeline.
 
 :meth:`WebhookSender.submit` only enqueues (a bounded queue; when full the oldest event is dropped and
-counted). A background task POSTs each event's JSON to every target whose ``min_severity`` it meets, with
-the header ``X-Driftwarden-Signature: sha256=<hex HMAC-SHA256 of the body with the target's secret>``.
+counted). A background task POSTs each event's JSON to every target whose ``min_severity`` it meets, signed
+with the target's secret by the Standard Webhooks scheme (:mod:`stream.alerts.signing`: ``webhook-id`` =
+``<alert id>.<state>``, ``webhook-timestamp`` of each attempt, ``webhook-signature``); receivers check it with
+``stream.client.verify_webhook``, which rejects stale timestamps (replays).
 Connection errors, timeouts, HTTP 429 and 5xx are retried with exponential backoff; other 4xx fail at once.
 Failures are logged and counted, never raised to the caller.
 """
@@ -11,33 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
 
 import aiohttp
 
+from stream.alerts.signing import sign_headers
 from stream.contracts.events import AlertEvent
 
-__all__ = ["SIGNATURE_HEADER", "WebhookSender", "WebhookTarget", "sign", "verify_signature"]
+__all__ = ["WebhookSender", "WebhookTarget", "message_id"]
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Driftwarden-Signature"
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-def sign(body: bytes, secret: str) -> str:
-    """Signature header value for ``body``: ``sha256=<hex>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
-    """Whether ``header`` is the signature of ``body`` under ``secret`` (constant-time comparison)."""
-    if not header:
-        return False
-    return hmac.compare_digest(sign(body, secret), header.strip())
+def message_id(event: AlertEvent) -> str:
+    """The ``webhook-id`` of an event: the same on every retry, different for firing and resolved."""
+    return f"{event.alert_id}.{event.state}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +47,8 @@ class WebhookTarget:
             raise ValueError(f"webhook {self.url}: min_severity {severity!r} is not info|warning|critical")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url {self.url!r} must start with http:// or https://")
+        if self.secret:
+            sign_headers(b"", self.secret, "check")  # a bad whsec_ secret fails here, in one line
 
     def wants(self, severity: str) -> bool:
         return _RANK.get(severity, 0) >= _RANK[self.min_severity]
@@ -159,13 +154,13 @@ class WebhookSender:
 
     async def _deliver(self, target: WebhookTarget, event: AlertEvent, body: bytes) -> None:
         headers = {"Content-Type": "application/json", "X-Driftwarden-Alert-Id": event.alert_id}
-        if target.secret:
-            headers[SIGNATURE_HEADER] = sign(body, target.secret)
         error = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 self.counts["retries"] += 1
                 await asyncio.sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+            if target.secret:  # signed per attempt: the timestamp is the attempt's
+                headers.update(sign_headers(body, target.secret, message_id(event)))
             try:
                 await self._post(target.url, body, headers)
             except _Retryable as exc:

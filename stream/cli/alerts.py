@@ -196,13 +196,16 @@ def _settings() -> Settings:
     return settings()
 
 
-def _bootstrap(s: Settings) -> str:
-    """The broker that holds the alerts and silences topics; a clear line when no service or Kafka is there."""
-    from stream.client import resolve_bootstrap
+def _bootstrap(s: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker that holds the alerts and silences topics, and its client security options; a clear line when
+    no service runs and no Kafka is configured."""
+    from stream.cli.common import kafka_target
 
     try:
-        return resolve_bootstrap(s)[0]
-    except UserError:
+        return kafka_target(s)
+    except UserError as exc:
+        if not str(exc).startswith("no Kafka to produce to"):
+            raise
         raise UserError(
             f"no service running on {s.data_dir}: start it with `driftwarden up` (alerts and silences are "
             "topics on its broker), or set DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS=host:port of your Kafka"
@@ -228,8 +231,8 @@ def _err() -> Console:
     return stderr()
 
 
-def _load_silences(bootstrap: str) -> Silences:
-    book, bad = asyncio.run(read_silences(bootstrap))
+def _load_silences(bootstrap: str, security: dict[str, Any]) -> Silences:
+    book, bad = asyncio.run(read_silences(bootstrap, security=security))
     if bad:
         _say(_err(), f"warning: skipped {bad} unreadable records on topic {SILENCES_TOPIC!r}")
     return book
@@ -284,7 +287,7 @@ class _Tail:
 
 
 async def _tail(bootstrap: str, topic: str, model: str | None, from_beginning: bool, limit: int | None,
-                state: _Tail, console: Console, err: Console) -> None:
+                state: _Tail, console: Console, err: Console, security: dict[str, Any] | None = None) -> None:
     where = "the beginning" if from_beginning else "the end"
 
     def ready() -> None:
@@ -292,7 +295,8 @@ async def _tail(bootstrap: str, topic: str, model: str | None, from_beginning: b
 
     if limit == 0:
         return
-    async with contextlib.aclosing(follow(bootstrap, topic, from_beginning, on_ready=ready)) as records:
+    async with contextlib.aclosing(follow(bootstrap, topic, from_beginning, on_ready=ready,
+                                          security=security)) as records:
         async for record in records:
             try:
                 event = AlertEvent.model_validate_json(record.value)
@@ -322,10 +326,10 @@ def tail(
     """
     model = model or model_option
     s = _settings()
-    bootstrap = _bootstrap(s)
+    bootstrap, security = _bootstrap(s)
     state, err = _Tail(), _err()
     try:
-        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, _out(), err))
+        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, _out(), err, security))
     except KeyboardInterrupt:
         _say(err, f"stopped after {state.printed} alerts")
 
@@ -348,8 +352,8 @@ def silence(
         record = create(model_id, rule, end, now, reason, _user())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    bootstrap = _bootstrap(_settings())
-    asyncio.run(publish_silence(bootstrap, record))
+    bootstrap, security = _bootstrap(_settings())
+    asyncio.run(publish_silence(bootstrap, record, security=security))
     text = f"silenced {_what(model_id, rule)} until {_utc_text(end)} ({human(end - now)} from now)"
     _say(_out(), text + (f"; reason: {reason}" if reason else ""))
 
@@ -368,9 +372,9 @@ def unsilence(
         record = ended(model_id, rule, now, created_by=_user())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    bootstrap = _bootstrap(_settings())
-    active = _load_silences(bootstrap).active(now)
-    asyncio.run(publish_silence(bootstrap, record))
+    bootstrap, security = _bootstrap(_settings())
+    active = _load_silences(bootstrap, security).active(now)
+    asyncio.run(publish_silence(bootstrap, record, security=security))
     console = _out()
     match = next((s for s in active if (s.model_id, s.rule) == (model_id, rule)), None)
     if match is not None:
@@ -396,7 +400,7 @@ def list_silences(
     if output not in ("table", "json"):
         raise UserError(f"unknown format {output!r}: use table or json")
     now = datetime.now(UTC)
-    book = _load_silences(_bootstrap(_settings()))
+    book = _load_silences(*_bootstrap(_settings()))
     shown = [s for s in (book.all() if show_all else book.active(now)) if model is None or s.model_id == model]
     if output == "json":
         sys.stdout.write(json.dumps([s.model_dump(mode="json") for s in shown]) + "\n")

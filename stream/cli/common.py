@@ -61,3 +61,13 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
     finally:
         ch.close()
     return columns, json_rows(rows)  # the values the service's /sql would have sent
+
+
+def kafka_target(s: Settings) -> tuple[str, dict[str, Any]]:
+    """Where the CLI reaches Kafka: the running service's broker or the configured one, and the client security
+    options (`stream.kafka.security.client_options`; none for the embedded broker)."""
+    from stream.client import resolve_bootstrap
+    from stream.kafka.security import client_options
+
+    bootstrap, embedded = resolve_bootstrap(s)
+    return bootstrap, client_options(s, embedded)

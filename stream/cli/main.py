@@ -53,11 +53,13 @@ def up(
     rate: Annotated[float, typer.Option(help="demo: predictions per second", min=1)] = 100.0,
     drift_after: Annotated[float | None, typer.Option(help="demo: seconds until drift (default: half)")] = None,
     window_seconds: Annotated[int, typer.Option(help="demo: window size of the demo models", min=1)] = 60,
+    serve: Annotated[bool, typer.Option("--serve", help="demo: keep serving the dashboard after the traffic, "
+                                                        "until Ctrl-C")] = False,
 ) -> None:
     """Run the monitor: embedded broker (unless Kafka is configured), migrations, worker and HTTP endpoint.
 
     Stops cleanly on Ctrl-C or SIGTERM. With `--demo` it produces synthetic traffic with an injected data and
-    concept drift, then prints what it wrote and stops.
+    concept drift, then prints what it wrote and stops (with `--serve`: keeps serving until Ctrl-C).
 
     Example: `driftwarden up --demo --duration 60 --rate 200`
     """
@@ -67,10 +69,14 @@ def up(
     if demo:
         from stream.demo.run import Demo, DemoOptions, summary
 
-        options = DemoOptions(duration=duration, rate=rate, drift_after=drift_after, window_seconds=window_seconds)
+        options = DemoOptions(duration=duration, rate=rate, drift_after=drift_after, window_seconds=window_seconds,
+                              serve=serve)
         runner = Demo(options, say=_say)
         service.extra_tasks.append(runner)
-        service.on_stopped.append(lambda svc: _say(summary(svc, runner.report)))
+        if not serve:  # with --serve the summary is printed when the traffic ends
+            service.on_stopped.append(lambda svc: _say(summary(svc, runner.report)))
+    elif serve:
+        raise UserError("--serve only applies to --demo: without it `driftwarden up` serves until Ctrl-C anyway")
     raise typer.Exit(service.run())
 
 
@@ -151,6 +157,23 @@ def sql(
     output.check_format(fmt)
     columns, rows = run_query(query)
     output.print_rows(columns, rows, fmt)
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="the model's model_id", show_default=False)],
+    since: Annotated[str | None, typer.Option(help="start: ISO 8601 (UTC if no zone), epoch ms, or 6h/7d ago")] = None,
+    until: Annotated[str | None, typer.Option(help="end (exclusive), same forms; default: now")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML file (no network needed to open it) with the model's charts and tables.
+
+    Example: `driftwarden report credit-risk --since 7d --out credit-risk.html`
+    """
+    from stream.cli.report import write_report
+
+    path, pages = write_report(settings(), model, since, until, out)
+    _say(f"wrote {path} ({pages} version/segment pages)")
 
 
 @schemas_app.command("export")

@@ -136,22 +136,18 @@ def _settings() -> Settings:
     return settings()
 
 
-def _bootstrap(s: Settings) -> str:
-    from stream.client import resolve_bootstrap
-
-    return resolve_bootstrap(s)[0]
-
-
 def _load_registry(s: Settings) -> Registry:
     """The registry from the models topic, or from ClickHouse when no service runs and no Kafka is configured."""
+    from stream.cli.common import kafka_target
     from stream.cli.output import stderr
     from stream.client import resolve_bootstrap
 
     try:
-        bootstrap = resolve_bootstrap(s)[0]
+        resolve_bootstrap(s)
     except UserError:
         return _registry_from_clickhouse(s)
-    registry, bad = asyncio.run(read_models(bootstrap, s.topic_models))
+    bootstrap, security = kafka_target(s)
+    registry, bad = asyncio.run(read_models(bootstrap, s.topic_models, security=security))
     if bad:
         _say(stderr(), f"warning: skipped {bad} unreadable records on topic {s.topic_models!r}")
     return registry
@@ -190,10 +186,12 @@ def register(
     profile = reference_profile(spec, reference, bins) if reference is not None else None
     stored = None if profile is None else {name: p.to_dict() for name, p in profile.items()}
     model = RegisteredModel(spec=spec, profile=stored)
+    from stream.cli.common import kafka_target
+
     s = _settings()
-    bootstrap = _bootstrap(s)
-    asyncio.run(ensure_topics(bootstrap, s))
-    asyncio.run(publish_model(bootstrap, s.topic_models, model))
+    bootstrap, security = kafka_target(s)
+    asyncio.run(ensure_topics(bootstrap, s, security=security))
+    asyncio.run(publish_model(bootstrap, s.topic_models, model, security=security))
     what = f"model {spec.model_id} version {spec.version} ({spec.task}, {len(spec.features)} features)"
     if profile:
         rows = max(p.n for p in profile.values())

@@ -32,6 +32,7 @@ from stream.contracts.events import (
     decode_predictions,
 )
 from stream.errors import UserError
+from stream.kafka.security import client_options
 
 __all__ = ["LineError", "parse_jsonl", "produce_app"]
 
@@ -173,7 +174,7 @@ def produce_file(
     out = out or output.stdout()
     from stream.runtime.service import ensure_topics
 
-    bootstrap, _ = resolve_bootstrap(s)
+    bootstrap, embedded = resolve_bootstrap(s)
     stream: IO[bytes]
     if path == "-":
         stream, total = sys.stdin.buffer, None
@@ -188,12 +189,12 @@ def produce_file(
     except OSError as exc:
         stream.close()
         raise UserError(f"cannot write {rejects}: {exc.strerror}") from None
-    asyncio.run(ensure_topics(bootstrap, s))
+    asyncio.run(ensure_topics(bootstrap, s, security=client_options(s, embedded)))
     lines = _CountingLines(stream)
     report = _Report(err, total, max_errors, reject_file)
     failed = 0
     try:
-        with Producer(bootstrap, settings=s) as producer:
+        with Producer(None if embedded else bootstrap, settings=s) as producer:  # security as ensure_topics
             send = producer.send_prediction if kind == "predictions" else producer.send_ground_truth
             for valid, errors in parse_jsonl(lines, kind):
                 queued = 0

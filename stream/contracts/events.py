@@ -23,7 +23,6 @@ from pydantic import (
     Strict,
     StrictBool,
     StrictFloat,
-    StrictInt,
     StrictStr,
     ValidationError,
     WithJsonSchema,
@@ -63,6 +62,16 @@ Reason = Literal[
     "unregistered_model",
     "duplicate_prediction_id",
     "invalid_value",
+    "null_value",
+    "empty_value",
+    "headers_only",
+    "null_key",
+    "timestamp_out_of_range",
+    "timestamp_in_future",
+    "wrong_prediction_kind",
+    "too_many_models",
+    "too_many_model_features",
+    "processing_error",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
@@ -113,12 +122,33 @@ Timestamp = Annotated[
 ]
 """A UTC datetime; validates RFC 3339 strings and epoch milliseconds (needs ``val_temporal_unit``)."""
 
+# Event times every later stage can hold: epoch milliseconds as int64, ClickHouse DateTime64(3) (1900-2299) and
+# Python datetimes (years 1-9999). Narrower bounds around the time a record was received are the ingest
+# stage's (DRIFTWARDEN_MAX_FUTURE_SKEW_SECONDS, DRIFTWARDEN_MAX_EVENT_AGE_DAYS).
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _event_time(value: datetime) -> datetime:
+    value = _as_utc(value)
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(f"timestamp {value.isoformat()} is outside {EARLIEST_EVENT_TIME.year}-"
+                         f"{LATEST_EVENT_TIME.year - 1}")
+    return value
+
+
+EventTime = Annotated[Timestamp, AfterValidator(_event_time)]
+"""A `Timestamp` of an input event, within [1970, 2200)."""
+
 # Numbers are strict (no strings or booleans coerced to numbers, ints are accepted), and so are the members
 # of the unions, so that an over-long string of digits is rejected rather than parsed as a number.
+# Integers fit 64 bits (numpy, orjson and ClickHouse all need that).
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Value = FiniteFloat | StrictInt | StrictStr | StrictBool
-FeatureValue = StrictFloat | StrictInt | StrictStr | StrictBool | None
+Int64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+Value = FiniteFloat | Int64 | StrictStr | StrictBool
+FeatureValue = StrictFloat | Int64 | StrictStr | StrictBool | None
+FeatureName = Annotated[str, Field(min_length=1)]
 
 _EVENT_CONFIG = ConfigDict(
     val_temporal_unit="milliseconds",
@@ -149,8 +179,8 @@ class PredictionEvent(BaseModel):
         description="Registered model id: letters, digits, '.', '_' and '-'; starts with a letter or digit.",
     )
     model_version: str = Field(default="1", min_length=1, description="Model version, as a string.")
-    timestamp: Timestamp = Field(description=_D_TIMESTAMP)
-    features: dict[str, FeatureValue] = Field(
+    timestamp: EventTime = Field(description=_D_TIMESTAMP)
+    features: dict[FeatureName, FeatureValue] = Field(
         default_factory=dict, max_length=DEFAULT_LIMITS.max_features, description=_D_FEATURES
     )
     prediction: Value = Field(
@@ -179,7 +209,7 @@ class GroundTruthEvent(BaseModel):
         min_length=1, max_length=DEFAULT_LIMITS.max_id_length, description=_D_PREDICTION_ID
     )
     label: Value = Field(description="The true label (class) or target value.")
-    timestamp: Timestamp = Field(
+    timestamp: EventTime = Field(
         description="When the outcome became known: RFC 3339 string (no offset: UTC) or epoch milliseconds."
     )
     model_id: str | None = Field(
@@ -367,7 +397,7 @@ def _event_models(limits: Limits) -> tuple[type[PredictionEvent], type[GroundTru
         prediction_id: str = Field(
             min_length=1, max_length=limits.max_id_length, description=_D_PREDICTION_ID
         )
-        features: dict[str, FeatureValue] = Field(
+        features: dict[FeatureName, FeatureValue] = Field(
             default_factory=dict, max_length=limits.max_features, description=_D_FEATURES
         )
 
@@ -390,6 +420,7 @@ _RANK: dict[Reason, int] = {
     "missing_field": 2,
     "invalid_value": 3,
     "wrong_type": 4,
+    "timestamp_out_of_range": 3,
 }
 
 
@@ -401,6 +432,8 @@ def _reason_of(error: ErrorDetails) -> Reason:
         return "missing_field"
     if kind == "string_too_long":
         return "string_too_long"
+    if kind == "value_error" and error["loc"][:1] == ("timestamp",):
+        return "timestamp_out_of_range"
     if kind == "too_long":
         return "too_many_features" if error["loc"] == ("features",) else "invalid_value"
     if kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "is_instance_of"):
@@ -533,7 +566,7 @@ def dead_letter(
     partition: int,
     offset: int,
     key: bytes | None,
-    raw: bytes,
+    raw: bytes | None,
     reason: Reason,
     error: str,
     limits: Limits = DEFAULT_LIMITS,
@@ -541,14 +574,14 @@ def dead_letter(
 ) -> DeadLetter:
     """Build the dead letter of a message, keeping at most ``limits.dead_letter_raw_bytes`` bytes of it.
 
-    ``time`` defaults to now (UTC).
+    ``time`` defaults to now (UTC); a null ``raw`` (a tombstone) is kept as an empty string.
     """
     return DeadLetter(
         topic=topic,
         partition=partition,
         offset=offset,
         key=None if key is None else key[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
-        raw=raw[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
+        raw="" if raw is None else raw[: limits.dead_letter_raw_bytes].decode("utf-8", errors="replace"),
         reason=reason,
         error=error,
         time=datetime.now(UTC) if time is None else time,

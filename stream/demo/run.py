@@ -28,6 +28,7 @@ class DemoOptions:
     drift_after: float | None = None  # seconds; default: half the duration
     window_seconds: int = 60
     seed: int = 7
+    serve: bool = False  # keep the service (and its dashboard) running after the traffic, until Ctrl-C
 
 
 @dataclass
@@ -87,7 +88,12 @@ class Demo:
         await _wait_for(lambda: runtime.aggregated_predictions >= self.report.predictions, 30)
         await runtime.flush_windows(force_idle=True, close_all=True)
         await runtime.sink.await_written(timeout=60)
-        service.stop()
+        if not opts.serve:
+            service.stop()
+            return
+        text = await asyncio.to_thread(summary, service, self.report)
+        self.say(text)
+        self.say(f"demo: traffic done; still serving the dashboard at {dashboard_url(service)} until Ctrl-C")
 
     async def _produce(self, producer: AIOKafkaProducer, scenario: Scenario, topic_p: str, topic_g: str,
                        start_ms: int) -> None:
@@ -122,6 +128,11 @@ class Demo:
             await producer.send(topic_g, orjson.dumps(label), key=label["prediction_id"].encode())
             self.report.labels += 1
         await producer.flush()
+
+
+def dashboard_url(service: Service) -> str:
+    s = service.settings
+    return f"http://{s.web_host}:{s.web_port}/dashboard"
 
 
 def summary(service: Service, report: DemoReport) -> str:
@@ -159,6 +170,8 @@ def summary(service: Service, report: DemoReport) -> str:
     lines += [
               f"  dead letters    {dead[0][0]}",
               "", "look at it:",
+              f"  dashboard       {dashboard_url(service)}  (while it runs; `up --demo --serve` keeps it up)",
+              f"  report          driftwarden report {windows[0][0] if windows else 'MODEL'} --out report.html",
               f"  driftwarden sql \"SELECT model_id, window_start, metric, value, samples "
               f"FROM {db}.window_metrics_latest WHERE segment = '' "
               "AND metric IN ('accuracy', 'mae', 'label_coverage') ORDER BY model_id, window_start\"",

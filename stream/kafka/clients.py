@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -14,31 +14,55 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from stream.errors import UserError, quiet_logger
+from stream.kafka.security import check_tls
 
 
-def unreachable(bootstrap: str, exc: BaseException) -> UserError:
+def unreachable(bootstrap: str, exc: BaseException, security: Mapping[str, Any] | None = None) -> UserError:
+    if security and "sasl_mechanism" in security:
+        return UserError(f"cannot connect to Kafka at {bootstrap} over {security['security_protocol']} as "
+                         f"{security['sasl_plain_username']!r} ({security['sasl_mechanism']}, {type(exc).__name__}): "
+                         "check the address, DRIFTWARDEN_KAFKA_SASL_USERNAME and DRIFTWARDEN_KAFKA_SASL_PASSWORD")
+    if security:
+        return UserError(f"cannot connect to Kafka at {bootstrap} over {security['security_protocol']} "
+                         f"({type(exc).__name__}): check the address and the DRIFTWARDEN_KAFKA_SSL_* settings")
     return UserError(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): is `driftwarden up` running?")
 
 
-async def start(client: Any, bootstrap: str, timeout: float) -> None:
+def start_errors(security: Mapping[str, Any] | None) -> tuple[type[BaseException], ...]:
+    """What starting a client raises when it cannot connect. With SASL, aiokafka's SCRAM exchange also raises
+    KeyError or ValueError when the server refuses the credentials (its final message has no signature)."""
+    errors: tuple[type[BaseException], ...] = (TimeoutError, KafkaError, OSError)
+    return (*errors, KeyError, ValueError) if security and "sasl_mechanism" in security else errors
+
+
+async def start(client: Any, bootstrap: str, timeout: float, security: Mapping[str, Any] | None = None) -> None:
     """Start an aiokafka producer, consumer or admin client within ``timeout`` seconds; if it cannot connect,
-    release it and raise a one-line `UserError`."""
+    release it and raise a one-line `UserError` (naming the TLS problem when a handshake shows one)."""
     try:
+        await check_tls(bootstrap, security or {})
         with quiet_logger("aiokafka"):
             await asyncio.wait_for(client.start(), timeout)
-    except (TimeoutError, KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
-        raise unreachable(bootstrap, exc) from None
+    except UserError:
+        await _release(client)
+        raise
+    except start_errors(security) as exc:
+        await _release(client)
+        raise unreachable(bootstrap, exc, security) from None
 
 
-async def started_reader(bootstrap: str, timeout: float) -> AIOKafkaConsumer:
-    """A started consumer without a group (the caller assigns partitions and seeks), for reading topics."""
+async def _release(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+
+
+async def started_reader(bootstrap: str, timeout: float, security: Mapping[str, Any] | None = None) -> AIOKafkaConsumer:
+    """A started consumer without a group (the caller assigns partitions and seeks), for reading topics;
+    ``security``: `stream.kafka.security.client_options`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_wait_ms=100, request_timeout_ms=int(timeout * 1000),
+        fetch_max_wait_ms=100, request_timeout_ms=int(timeout * 1000), **(security or {}),
     )
-    await start(consumer, bootstrap, timeout)
+    await start(consumer, bootstrap, timeout, security)
     return consumer
 
 
@@ -52,12 +76,13 @@ async def at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
     return True
 
 
-async def read_to_end(bootstrap: str, topic: str, timeout: float) -> list[ConsumerRecord[Any, Any]]:
+async def read_to_end(bootstrap: str, topic: str, timeout: float,
+                      security: Mapping[str, Any] | None = None) -> list[ConsumerRecord[Any, Any]]:
     """Every record of ``topic`` from its start to its high watermarks, in partition then offset order.
 
     A missing topic reads as empty.
     """
-    consumer = await started_reader(bootstrap, timeout)
+    consumer = await started_reader(bootstrap, timeout, security)
     out: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -80,14 +105,15 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float) -> list[Consum
 
 
 async def follow(bootstrap: str, topic: str, from_beginning: bool = False, timeout: float = 15.0,
-                 on_ready: Callable[[], None] | None = None) -> AsyncGenerator[ConsumerRecord[Any, Any], None]:
+                 on_ready: Callable[[], None] | None = None,
+                 security: Mapping[str, Any] | None = None) -> AsyncGenerator[ConsumerRecord[Any, Any], None]:
     """Yield the records of every partition of ``topic`` as they arrive, forever, without a consumer group.
 
     Starts at the high watermarks read from Fetch responses (records already there are skipped) unless
     ``from_beginning``; ``on_ready`` is called once positioned. Use with ``contextlib.aclosing`` so the consumer
     is stopped when the caller stops early.
     """
-    consumer = await started_reader(bootstrap, timeout)
+    consumer = await started_reader(bootstrap, timeout, security)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -42,7 +42,7 @@ class IngestConsumer:
     def __init__(self, bootstrap: str, topics: tuple[str, str], group_id: str, tansu: bool,
                  handle: Callable[[list[RawRecord]], Awaitable[None]],
                  checkpoint: Callable[[], Awaitable[None]], forget: Callable[[set[int]], None],
-                 lock: asyncio.Lock, batch: int = 5000) -> None:
+                 lock: asyncio.Lock, batch: int = 5000, security: Mapping[str, Any] | None = None) -> None:
         self.topics = topics
         self.handle = handle
         self.checkpoint = checkpoint
@@ -50,11 +50,12 @@ class IngestConsumer:
         self.lock = lock
         self.batch = batch
         self.positions: dict[TopicPartition, int] = {}  # next offset to read, per partition read since commit
+        self.read_to: dict[TopicPartition, int] = {}  # next offset to read, per partition ever read here
         self.options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=batch, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024, partition_assignment_strategy=(RangePartitionAssignor,),
-            **consumer_overrides(tansu),
+            **consumer_overrides(tansu), **(security or {}),
         )
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = False
@@ -74,12 +75,24 @@ class IngestConsumer:
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
                         continue
-                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                    await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers),
+                                                 max(m.timestamp or 0, 0))
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
-                        self.positions[tp] = messages[-1].offset + 1
+                        self.positions[tp] = self.read_to[tp] = messages[-1].offset + 1
         finally:
             await self.consumer.stop()
+
+    def lag(self) -> dict[str, int]:
+        """Records behind the high watermark of the last fetch, summed per topic (partitions read so far)."""
+        out = dict.fromkeys(self.topics, 0)
+        if self.consumer is None:
+            return out
+        for tp in self.consumer.assignment():
+            high, read = self.consumer.highwater(tp), self.read_to.get(tp)
+            if high is not None and read is not None:
+                out[tp.topic] = out.get(tp.topic, 0) + max(0, high - read)
+        return out
 
     async def commit(self) -> None:
         """Commit what the last checkpoint covers (call with the lock held, right after the checkpoint)."""
@@ -95,3 +108,4 @@ class IngestConsumer:
             await self.checkpoint()
             await self.commit()
             self.forget(partitions)
+            self.read_to = {tp: o for tp, o in self.read_to.items() if tp.partition not in partitions}

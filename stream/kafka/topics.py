@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -16,21 +18,29 @@ from stream.config import Settings
 from stream.contracts.registry import RegisteredModel, Registry
 from stream.contracts.registry import encode as encode_model
 from stream.errors import UserError, quiet_logger
-from stream.kafka.clients import read_to_end, start
+from stream.kafka.clients import read_to_end, start, start_errors, unreachable
+from stream.kafka.security import check_tls
 
 _TIMEOUT = 15.0
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
 
-async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.0) -> None:
+async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.0,
+                        security: Mapping[str, Any] | None = None) -> None:
     """Create the topics Driftwarden uses, if absent; fail with one line when Kafka cannot be reached."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                **(security or {}))
     try:
+        await check_tls(bootstrap, security or {})
         with quiet_logger("aiokafka"):  # it logs the connection error itself; ours is the one line shown
             await asyncio.wait_for(admin.start(), timeout)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+    except (UserError, KafkaConnectionError, *start_errors(security)) as exc:
         with contextlib.suppress(Exception):
             await admin.close()
+        if isinstance(exc, UserError):
+            raise
+        if security:
+            raise unreachable(bootstrap, exc, security) from None
         raise UserError(
             f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}): check DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS, "
             "or unset it to use the embedded broker"
@@ -52,10 +62,12 @@ async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.
         await admin.close()
 
 
-async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT) -> None:
+async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT,
+                                security: Mapping[str, Any] | None = None) -> None:
     """Create the compacted, one-partition silences topic if it is missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await start(admin, bootstrap, timeout)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                **(security or {}))
+    await start(admin, bootstrap, timeout, security)
     try:
         if SILENCES_TOPIC in await admin.list_topics():
             return
@@ -72,18 +84,20 @@ async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT) -> No
 
 
 
-async def publish_silence(bootstrap: str, silence: Silence, timeout: float = _TIMEOUT) -> None:
+async def publish_silence(bootstrap: str, silence: Silence, timeout: float = _TIMEOUT,
+                          security: Mapping[str, Any] | None = None) -> None:
     """Create the silences topic if needed, publish one record and wait until Kafka acknowledges it."""
-    await ensure_silences_topic(bootstrap, timeout)
+    await ensure_silences_topic(bootstrap, timeout, security)
     key, value = encode(silence)
-    await publish_record(bootstrap, SILENCES_TOPIC, key, value, "the silence", timeout)
+    await publish_record(bootstrap, SILENCES_TOPIC, key, value, "the silence", timeout, security)
 
 
 
-async def read_silences(bootstrap: str, timeout: float = _TIMEOUT) -> tuple[Silences, int]:
+async def read_silences(bootstrap: str, timeout: float = _TIMEOUT,
+                        security: Mapping[str, Any] | None = None) -> tuple[Silences, int]:
     """The latest silence record of every key on the silences topic, and how many bad records were skipped."""
     book, bad = Silences(), 0
-    for record in await read_to_end(bootstrap, SILENCES_TOPIC, timeout):
+    for record in await read_to_end(bootstrap, SILENCES_TOPIC, timeout, security):
         try:
             book.apply_message(record.key, record.value)
         except ValueError:
@@ -91,10 +105,11 @@ async def read_silences(bootstrap: str, timeout: float = _TIMEOUT) -> tuple[Sile
     return book, bad
 
 
-async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> tuple[Registry, int]:
+async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT,
+                      security: Mapping[str, Any] | None = None) -> tuple[Registry, int]:
     """Read the models topic from its start to its high watermark; return the registry and bad records skipped."""
     registry, bad = Registry(), 0
-    for record in await read_to_end(bootstrap, topic, timeout):
+    for record in await read_to_end(bootstrap, topic, timeout, security):
         try:
             registry.apply_message(record.key, record.value)
         except (ValidationError, ValueError):
@@ -103,19 +118,21 @@ async def read_models(bootstrap: str, topic: str, timeout: float = _TIMEOUT) -> 
 
 
 
-async def publish_model(bootstrap: str, topic: str, model: RegisteredModel, timeout: float = _TIMEOUT) -> None:
+async def publish_model(bootstrap: str, topic: str, model: RegisteredModel, timeout: float = _TIMEOUT,
+                        security: Mapping[str, Any] | None = None) -> None:
     """Publish one registration to the models topic and wait until Kafka acknowledges it."""
     key, value = encode_model(model)
-    await publish_record(bootstrap, topic, key, value, f"model {model.spec.model_id!r}", timeout)
+    await publish_record(bootstrap, topic, key, value, f"model {model.spec.model_id!r}", timeout, security)
 
 
 
 async def publish_record(bootstrap: str, topic: str, key: bytes, value: bytes, what: str,
-                         timeout: float = _TIMEOUT) -> None:
+                         timeout: float = _TIMEOUT, security: Mapping[str, Any] | None = None) -> None:
     """Publish one record and wait until every replica has it (acks=all); one-line errors."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
-                                max_request_size=16 * 1024 * 1024, request_timeout_ms=int(timeout * 1000))
-    await start(producer, bootstrap, timeout)
+                                max_request_size=16 * 1024 * 1024, request_timeout_ms=int(timeout * 1000),
+                                **(security or {}))
+    await start(producer, bootstrap, timeout, security)
     try:
         await producer.send_and_wait(topic, value, key=key)
     except KafkaError as exc:

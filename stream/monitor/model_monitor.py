@@ -32,11 +32,13 @@ from stream.alerts.rules import (
     AnyRule,
     DriftResult,
     MetricHistory,
+    NoDataRule,
     QualityCheck,
     RelativeRule,
     ThresholdRule,
     WindowInputs,
     evaluate_all,
+    no_data,
     parse_rules,
 )
 from stream.alerts.state import AlertTracker
@@ -99,7 +101,10 @@ class ModelMonitor:
         task = spec.task
         self.pseudo = {"binary_classification": "__score__", "regression": "__prediction__"}.get(task)
         self.output_signal = "score" if task == "binary_classification" else "prediction"
-        self.rules = parse_rules(spec.rules)
+        rules = parse_rules(spec.rules)
+        self.rules = [r for r in rules if not isinstance(r, NoDataRule)]  # judged per window
+        self.no_data_rules = [r for r in rules if isinstance(r, NoDataRule)]  # judged by the wall clock
+        self.last_prediction_ms: float | None = None  # wall clock of the last prediction's arrival
         window = timedelta(milliseconds=self.window_ms)
         self.history = MetricHistory.for_rules(self.rules, window)
         self.tracker = AlertTracker(database)
@@ -266,6 +271,27 @@ class ModelMonitor:
             )
         return self._feed(versions, "error", err, pos, ts) if ts.size else []
 
+    # --- no data ------------------------------------------------------------------------------------------
+
+    def saw_predictions(self, wall_ms: float) -> None:
+        """Note that predictions of this model arrived at wall-clock time ``wall_ms``."""
+        self.last_prediction_ms = wall_ms
+
+    def check_no_data(self, now: datetime) -> list[AlertEvent]:
+        """Judge the no-data rules by the wall clock ``now`` (called on a timer, also when the stream is idle).
+
+        A model that never sent a prediction is not judged. The alert is of the whole model (version and
+        segment ``""``); the window it names is the wall-clock window holding ``now``.
+        """
+        if not self.no_data_rules or self.last_prediction_ms is None:
+            return []
+        now_ms = int(now.timestamp() * 1000)
+        silence = timedelta(milliseconds=max(0.0, now_ms - self.last_prediction_ms))
+        window = timedelta(milliseconds=self.window_ms)
+        start = now_ms - now_ms % self.window_ms
+        inputs = WindowInputs(self.model_id, "", "", ms_to_datetime(start), ms_to_datetime(start + self.window_ms))
+        return self.tracker.observe(inputs, [no_data(r, silence, window) for r in self.no_data_rules], now)
+
     # --- windows ------------------------------------------------------------------------------------------
 
     def open_windows(self) -> list[tuple[str, int]]:
@@ -390,6 +416,7 @@ class ModelMonitor:
             "stream_times": self.stream_times,
             "tracker": self.tracker.to_bytes(),
             "history": self.history.to_bytes(),
+            "last_prediction_ms": self.last_prediction_ms,
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -417,6 +444,7 @@ class ModelMonitor:
         mon.stream_times = dict(state["stream_times"])
         mon.tracker = AlertTracker.from_bytes(state["tracker"])
         mon.history = MetricHistory.from_bytes(state["history"])
+        mon.last_prediction_ms = state.get("last_prediction_ms")
         return mon
 
 

@@ -75,6 +75,7 @@ class WindowReport:
     drifted_features: tuple[str, ...] = ()
     detections: list[Detection] = field(default_factory=list)
     samples: int = 0
+    closes_window: bool = False  # this report is the window's close (not a revision or a no-data check)
 
 
 def drift_rows(

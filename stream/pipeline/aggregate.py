@@ -11,6 +11,7 @@ import datetime as dt
 import pickle
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ from stream.metrics.window import Metrics, WindowAccumulator
 from stream.monitor.detectors import Detection
 from stream.monitor.model_monitor import ModelMonitor
 from stream.monitor.report import WindowReport, detection_row
+from stream.pipeline.barrier import StageFailure, describe, isolate
+from stream.pipeline.cardinality import BoundedValues
+from stream.pipeline.ingest import batch_items, select_items
 from stream.pipeline.replay import RecentIds
 from stream.pipeline.windows import ModelClock, WindowKey, WindowStore
 
@@ -48,8 +52,11 @@ class Aggregator:
 
     def __init__(self, spec_for: Callable[[str], ModelSpec], horizon: int = 2_000_000,
                  profile_for: Callable[[str], dict[str, Any] | None] = lambda _: None,
-                 database: str = "driftwarden") -> None:
+                 database: str = "driftwarden", max_versions: int = 50, max_segment_values: int = 100) -> None:
         self.spec_for = spec_for
+        self.versions = BoundedValues(max_versions)  # per model: later versions fold into "__other__"
+        self.segment_values = BoundedValues(max_segment_values)  # per model and segment field
+        self.poisoned: list[tuple[Mapping[str, Any], str, int, str]] = []  # (batch, side, index, error): failed
         self.profile_for = profile_for
         self.database = database
         self.store = WindowStore(spec_for)
@@ -80,51 +87,80 @@ class Aggregator:
         self.detections.extend(detection_row(d, model_id) for d in detections)
 
     def apply(self, batch: Mapping[str, Any], offset: int | None = None) -> None:
-        """Apply one internal batch record (``offset``: its offset on the internal topic, if known)."""
+        """Apply one internal batch record (``offset``: its offset on the internal topic, if known). An item
+        the stage fails on is isolated (`stream.pipeline.barrier`) and kept in `poisoned` for a dead letter."""
         self._computed.clear()
         if offset is not None:
             if offset < self.next_offset:
                 self.replayed += 1
                 return
             self.next_offset = offset + 1
+        try:
+            self._apply(batch)
+        except StageFailure:
+            raise
+        except Exception:  # split to find the item at fault; nothing was changed before _apply failed
+            isolate(batch_items(batch), lambda part: self._apply(select_items(batch, part)),
+                    lambda item, exc: self.poisoned.append((batch, *item, f"aggregate: {describe(exc)}")))
+
+    def _apply(self, batch: Mapping[str, Any]) -> None:
+        """Convert everything first (this may fail on an item), then change state (this must not)."""
         model_id: str = batch["model_id"]
         spec = self.spec_for(model_id)
         regression = spec.task == "regression"
-        p = batch["preds"]
+        p, o = batch["preds"], batch["outs"]
+        fields = spec.segment_fields
         if p["off"]:
-            keep = self.recent.fresh(["p" + pid for pid in p["pid"]])
-            self.replayed += int((~keep).sum())
-            if keep.any():
-                idx = np.flatnonzero(keep)
-                preds = _labels(p["pred"], regression)[idx]
-                versions = [p["ver"][i] for i in idx]
-                ts = np.asarray(p["ts"], dtype=np.int64)[idx]
-                scores = np.asarray(p["score"], dtype=np.float64)[idx]
-                self.store.add_predictions(
-                    model_id, versions, [p["seg"][i] for i in idx], ts, preds, scores,
-                    np.asarray(p["lat"], dtype=np.float64)[idx], source=int(batch["partition"]),
-                    sources=int(batch.get("sources", 0)))
-                self._record(model_id, self.monitor(model_id).add_predictions(
-                    versions, ts, [p["feat"][i] for i in idx], scores, preds, self._positions(model_id, idx.size)))
-                self.predictions += idx.size
-        o = batch["outs"]
+            p_preds = _labels(p["pred"], regression)
+            p_ts = np.asarray(p["ts"], dtype=np.int64)
+            p_scores = np.asarray(p["score"], dtype=np.float64)
+            p_lat = np.asarray(p["lat"], dtype=np.float64)
+            p_versions = self.versions.fold_all(model_id, p["ver"])
+            p_segments = self.segment_values.fold_segments(model_id, fields, p["seg"])
+            p_ids = ["p" + pid for pid in p["pid"]]
         if o["off"]:
-            keep = self.recent.fresh(["o" + pid for pid in o["pid"]])
-            self.replayed += int((~keep).sum())
-            if keep.any():
-                idx = np.flatnonzero(keep)
-                business = {key: np.asarray([o["biz"][i].get(key, np.nan) for i in idx], dtype=np.float64)
-                            for key in spec.business_values}
-                versions = [o["ver"][i] for i in idx]
-                ts = np.asarray(o["ts"], dtype=np.int64)[idx]
-                y_true, y_pred = _labels(o["label"], regression)[idx], _labels(o["pred"], regression)[idx]
-                scores = np.asarray(o["score"], dtype=np.float64)[idx]
-                self.store.add_outcomes(model_id, versions, [o["seg"][i] for i in idx], ts, y_true, y_pred, scores,
-                                        business)
-                label_ts = np.asarray(o["lts"], dtype=np.int64)[idx]  # the error stream's time is label time
-                self._record(model_id, self.monitor(model_id).add_outcomes(
-                    versions, label_ts, y_true, y_pred, scores, self._positions(model_id, idx.size)))
-                self.outcomes += idx.size
+            o_business = {key: np.asarray([b.get(key, np.nan) for b in o["biz"]], dtype=np.float64)
+                          for key in spec.business_values}
+            o_ts = np.asarray(o["ts"], dtype=np.int64)
+            o_true, o_pred = _labels(o["label"], regression), _labels(o["pred"], regression)
+            o_scores = np.asarray(o["score"], dtype=np.float64)
+            o_label_ts = np.asarray(o["lts"], dtype=np.int64)  # the error stream's time is label time
+            o_versions = self.versions.fold_all(model_id, o["ver"])
+            o_segments = self.segment_values.fold_segments(model_id, fields, o["seg"])
+            o_ids = ["o" + pid for pid in o["pid"]]
+        try:
+            if p["off"]:
+                keep = self.recent.fresh(p_ids)
+                self.replayed += int((~keep).sum())
+                if keep.any():
+                    idx = np.flatnonzero(keep)
+                    versions = [p_versions[i] for i in idx]
+                    ts = p_ts[idx]
+                    scores = p_scores[idx]
+                    preds = p_preds[idx]
+                    self.store.add_predictions(
+                        model_id, versions, [p_segments[i] for i in idx], ts, preds, scores, p_lat[idx],
+                        source=int(batch["partition"]), sources=int(batch.get("sources", 0)))
+                    self._record(model_id, self.monitor(model_id).add_predictions(
+                        versions, ts, [p["feat"][i] for i in idx], scores, preds,
+                        self._positions(model_id, idx.size)))
+                    self.monitor(model_id).saw_predictions(time.time() * 1000)
+                    self.predictions += idx.size
+            if o["off"]:
+                keep = self.recent.fresh(o_ids)
+                self.replayed += int((~keep).sum())
+                if keep.any():
+                    idx = np.flatnonzero(keep)
+                    versions = [o_versions[i] for i in idx]
+                    y_true, y_pred, scores = o_true[idx], o_pred[idx], o_scores[idx]
+                    self.store.add_outcomes(model_id, versions, [o_segments[i] for i in idx], o_ts[idx], y_true,
+                                            y_pred, scores, {k: v[idx] for k, v in o_business.items()})
+                    self._record(model_id, self.monitor(model_id).add_outcomes(
+                        versions, o_label_ts[idx], y_true, y_pred, scores, self._positions(model_id, idx.size)))
+                    self.outcomes += idx.size
+        except Exception as exc:
+            raise StageFailure(f"the aggregate stage failed while applying a batch of model {model_id!r}: "
+                               f"{describe(exc)}") from exc
 
     def window_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
         """Rows for ``window_metrics`` of every window changed since the last call."""
@@ -161,10 +197,16 @@ class Aggregator:
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
             monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
             if (model_id, version, start) in newly:
-                reports.append(monitor.close_window(version, start, end, metrics, now))
+                reports.append(replace(monitor.close_window(version, start, end, metrics, now), closes_window=True))
             else:  # closed earlier and changed since it was last written: late labels
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
                                             alerts=monitor.revise_window(version, start, end, metrics, now)))
+        wall = ms_to_dt(now_ms)
+        for model_id, monitor in self.monitors.items():  # no data: judged by the wall clock, also when idle
+            alerts = monitor.check_no_data(wall)
+            if alerts:
+                reports.append(WindowReport(model_id, "", alerts[0].window_start or wall,
+                                            alerts[0].window_end or wall, alerts=alerts))
         for model_id, monitor in self.monitors.items():  # late events for windows already reported: drop
             for version, start in monitor.open_windows():
                 if (model_id, version, "", start) in self.store.closed or start < self.store.evicted_until.get(
@@ -196,17 +238,19 @@ class Aggregator:
             "counts": (self.replayed, self.predictions, self.outcomes),
             "monitors": {m: monitor.to_bytes() for m, monitor in self.monitors.items()},
             "positions": dict(self.positions), "detections": list(self.detections),
+            "versions": self.versions.state(), "segment_values": self.segment_values.state(),
+            "too_late_by_model": dict(self.store.too_late_by_model),
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def restore(cls, data: bytes, spec_for: Callable[[str], ModelSpec],
                 profile_for: Callable[[str], dict[str, Any] | None] = lambda _: None,
-                database: str = "driftwarden") -> Aggregator:
+                database: str = "driftwarden", max_versions: int = 50, max_segment_values: int = 100) -> Aggregator:
         """Rebuild from `snapshot` bytes (written by Driftwarden itself into its checkpoints table)."""
         state = pickle.loads(data)
         horizon, clock, keys, stamps = state["recent"]
-        out = cls(spec_for, horizon, profile_for, database)
+        out = cls(spec_for, horizon, profile_for, database, max_versions, max_segment_values)
         out.monitors = {m: ModelMonitor.from_bytes(blob, spec_for(m), database=database)
                         for m, blob in state["monitors"].items()}
         out.positions = dict(state["positions"])
@@ -227,6 +271,10 @@ class Aggregator:
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])
         out.store.too_late = state["too_late"]
+        if "versions" in state:  # checkpoints written before the cardinality limits have none
+            out.versions = BoundedValues.from_state(state["versions"], out.versions.limit)
+            out.segment_values = BoundedValues.from_state(state["segment_values"], out.segment_values.limit)
+            out.store.too_late_by_model = dict(state["too_late_by_model"])
         return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,16 +19,29 @@ from stream.contracts.events import (
     DeadLetter,
     GroundTruthEvent,
     Limits,
+    ModelSpec,
     PredictionEvent,
+    Reason,
     dead_letter,
     decode_ground_truth,
     decode_predictions,
     epoch_ms,
 )
 from stream.contracts.registry import RegisteredModel, Registry, infer_spec
+from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.join import JoinResult, JoinState
 
 PREDICTIONS, GROUND_TRUTH = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBounds:
+    """What the ingest stage accepts beyond the event contracts (settings in `stream.config`)."""
+
+    max_future_skew_ms: int = 300_000  # event time at most this far after the record was received
+    max_event_age_ms: int = 3650 * 86_400_000  # ... and at most this far before it (0: no limit)
+    max_models: int = 1000  # models registered (auto-registration stops there)
+    max_features_per_model: int = 500  # features of an auto-registered model
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +50,34 @@ class RawRecord:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (or a headers-only record)
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int = 0  # the Kafka record's timestamp (when it was received); 0: unknown, use the wall clock
+
+
+def unusable(record: RawRecord) -> tuple[Reason, str] | None:
+    """Why a record cannot be an event before its value is even read (no value, an empty one, no key), or None.
+
+    A record without a key is dead-lettered: its partition was not chosen by ``prediction_id``, so its other
+    side may sit in another partition and the pair would never be joined.
+
+    >>> unusable(RawRecord("predictions", 0, 7, b"p-1", None))
+    ('null_value', 'the record has a null value (a tombstone): an event must be a JSON object')
+    >>> unusable(RawRecord("predictions", 0, 7, None, b"{}"))[0]
+    'null_key'
+    """
+    value = record.value
+    if value is None:
+        if record.headers:
+            return "headers_only", (f"the record has {len(record.headers)} header(s) and no value: "
+                                    "an event must be in the value")
+        return "null_value", "the record has a null value (a tombstone): an event must be a JSON object"
+    if not value:
+        return "empty_value", "the record value is empty (0 bytes): an event must be a JSON object"
+    if record.key is None:
+        return "null_key", ("the record has no key: key it by prediction_id (UTF-8) so that a prediction and "
+                            "its label land in the same partition")
+    return None
 
 
 def _segment_text(segment: dict[str, str]) -> str:
@@ -50,6 +90,8 @@ class IngestResult:
     batches: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     registered: list[RegisteredModel] = field(default_factory=list)
     processed: int = 0
+    accepted: int = 0  # records that became events (the others are dead letters or replays)
+    replayed: int = 0
     retractions: int = 0
 
     def batch(self, model_id: str, partition: int) -> dict[str, Any]:
@@ -78,6 +120,39 @@ def split_batch(batch: dict[str, Any], max_items: int = 1000) -> list[dict[str, 
     ]
 
 
+def batch_items(batch: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Every item of a batch record as ("preds" or "outs", index)."""
+    return [("preds", i) for i in range(len(batch["preds"]["off"]))] + [
+        ("outs", i) for i in range(len(batch["outs"]["off"]))]
+
+
+def select_items(batch: Mapping[str, Any], items: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """The batch record restricted to ``items`` (see `batch_items`).
+
+    >>> b = {"model_id": "m", "partition": 0, "preds": {"off": [5, 6]}, "outs": {"off": [7]}}
+    >>> s = select_items(b, [("preds", 1), ("outs", 0)]); s["preds"]["off"], s["outs"]["off"]
+    ([6], [7])
+    """
+    picked: dict[str, list[int]] = {"preds": [], "outs": []}
+    for side, i in items:
+        picked[side].append(i)
+    return {**batch, **{side: {column: [values[i] for i in picked[side]] for column, values in batch[side].items()}
+                        for side in ("preds", "outs")}}
+
+
+def item_dead_letter(batch: Mapping[str, Any], side: str, i: int, topics: tuple[str, str], error: str,
+                     limits: Limits) -> DeadLetter:
+    """The dead letter of one item of a batch record a later stage failed on (``topics``: predictions, labels)."""
+    item = {column: values[i] for column, values in batch[side].items()}
+    topic = topics[0] if side == "preds" or item.get("src") == PREDICTIONS else topics[1]
+    try:
+        raw = orjson.dumps({"model_id": batch["model_id"], **item}, default=str)
+    except TypeError:
+        raw = repr(item).encode()
+    return dead_letter(topic, int(batch["partition"]), int(item["off"]), str(item["pid"]).encode(), raw,
+                       "processing_error", error, limits)
+
+
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
@@ -91,8 +166,11 @@ class Ingest:
     """Validates, registers and joins; one `JoinState` per input partition."""
 
     def __init__(self, registry: Registry, limits: Limits, topic_predictions: str, topic_ground_truth: str,
-                 max_delay_ms: int, duplicate_policy: str = "first", auto_register: bool = True) -> None:
+                 max_delay_ms: int, duplicate_policy: str = "first", auto_register: bool = True,
+                 bounds: IngestBounds | None = None) -> None:
         self.registry = registry
+        self.bounds = bounds or IngestBounds()
+        self._poison: list[DeadLetter] = []
         self.limits = limits
         self.topic_predictions = topic_predictions
         self.topic_ground_truth = topic_ground_truth
@@ -110,6 +188,10 @@ class Ingest:
         """Continue from a checkpoint: its join state, and the offsets below which records are replays."""
         self.joins[partition] = JoinState.restore(state)
         self.next_offsets[partition] = dict(offsets)
+
+    def _regression(self, model_id: str) -> bool:
+        model = self.registry.get(model_id)
+        return model is not None and model.spec.task == "regression"
 
     def _advance(self, partition: int, side: int, max_ts: int) -> None:
         previous = self.watermarks.get((partition, side), (0, 0.0))[0]
@@ -153,68 +235,165 @@ class Ingest:
         return state
 
     def process(self, records: Sequence[RawRecord]) -> IngestResult:
-        result = IngestResult()
-        by_source: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
-        for record in records:
-            positions = self.next_offsets.setdefault(record.partition, {})
-            if record.offset < positions.get(record.topic, 0):
-                self.replayed += 1  # already in the restored checkpoint
-                continue
-            positions[record.topic] = record.offset + 1
-            by_source[(record.topic, record.partition)].append(record)
-        for (topic, partition), items in by_source.items():
-            if topic == self.topic_predictions:
-                self._predictions(partition, items, result)
-            elif topic == self.topic_ground_truth:
-                self._labels(partition, items, result)
+        """Validate, register and join a batch. Whatever one record does becomes its dead letter (the batch is
+        split to find it, `stream.pipeline.barrier`); an error after state changed raises `StageFailure`."""
+        now_ms = int(time.time() * 1000)
+        results = isolate(records, lambda part: self._process(part, now_ms), self._poisoned)
+        result = results[0] if len(results) == 1 else _merged(results)
+        result.dead_letters.extend(self._poison)
+        self._poison = []
         for batch in result.batches.values():
             batch["sources"] = self.sources
         result.processed = len(records)
         return result
 
-    def _reject(self, result: IngestResult, record: RawRecord, reason: str, error: str) -> None:
-        result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
-                                               record.value, reason, error, self.limits))  # type: ignore[arg-type]
+    def _poisoned(self, record: RawRecord, exc: Exception) -> None:
+        self._poison.append(dead_letter(record.topic, record.partition, record.offset, record.key, record.value,
+                                        "processing_error", f"ingest: {describe(exc)}", self.limits))
 
-    def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult) -> list[tuple[RawRecord, Any]]:
-        """Valid events with their records; the others become dead letters."""
-        events, rejections = decode([r.value for r in records], self.limits)
+    def _process(self, records: Sequence[RawRecord], now_ms: int) -> IngestResult:
+        """Screen every record first (nothing changes), then apply the accepted ones."""
+        result = IngestResult()
+        by_source: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
+        unkept: list[RawRecord] = []  # dead-lettered before decoding: their offsets still advance
+        replayed = 0
+        for record in records:
+            position = self.next_offsets.get(record.partition, {}).get(record.topic, 0)
+            if record.offset < position:
+                replayed += 1  # already in the restored checkpoint
+                continue
+            if not record.value or record.key is None:
+                why = unusable(record)
+                if why is not None:
+                    self._reject(result, record, *why)
+                    unkept.append(record)
+                    continue
+            by_source[(record.topic, record.partition)].append(record)
+        screened: list[tuple[int, str, Any]] = []
+        pending: dict[str, ModelSpec] = {}  # models first seen in this batch, registered once one is accepted
+        for (topic, partition), items in by_source.items():
+            if topic == self.topic_predictions:
+                screened.append((partition, topic, self._screen_predictions(items, result, pending, now_ms)))
+            elif topic == self.topic_ground_truth:
+                screened.append((partition, topic, self._screen_labels(items, result, now_ms)))
+        try:  # apply: from here on an error is not one record's fault
+            self.replayed += replayed
+            result.replayed += replayed
+            for (topic, partition), items in by_source.items():
+                positions = self.next_offsets.setdefault(partition, {})
+                positions[topic] = max(positions.get(topic, 0), items[-1].offset + 1)
+            for record in unkept:
+                positions = self.next_offsets.setdefault(record.partition, {})
+                positions[record.topic] = max(positions.get(record.topic, 0), record.offset + 1)
+            for partition, topic, accepted in screened:
+                if not accepted:
+                    continue
+                if topic == self.topic_predictions:
+                    self._predictions(partition, accepted, result, pending)
+                else:
+                    self._labels(partition, accepted, result)
+        except Exception as exc:
+            raise StageFailure(f"the ingest stage failed while applying a batch: {describe(exc)}") from exc
+        return result
+
+    def _reject(self, result: IngestResult, record: RawRecord, reason: Reason, error: str) -> None:
+        result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
+                                               record.value, reason, error, self.limits))
+
+    def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult,
+                 now_ms: int) -> list[tuple[RawRecord, Any, int]]:
+        """Valid events with their records and event times (epoch ms); the others become dead letters."""
+        events, rejections = decode([r.value for r in records], self.limits)  # values are non-empty bytes
         rejected = {r.index for r in rejections}
         for r in rejections:
             self._reject(result, records[r.index], r.reason, r.error)
-        good = iter(events)
-        return [(record, next(good)) for i, record in enumerate(records) if i not in rejected]
+        good = [record for i, record in enumerate(records) if i not in rejected]
+        times = epoch_ms([e.timestamp for e in events])
+        bounds = self.bounds
+        out = []
+        for record, event, ts in zip(good, events, times, strict=True):
+            received = min(record.timestamp_ms, now_ms) if record.timestamp_ms > 0 else now_ms
+            if ts > received + bounds.max_future_skew_ms:
+                self._reject(result, record, "timestamp_in_future",
+                             f"timestamp {event.timestamp.isoformat()} is more than "
+                             f"{bounds.max_future_skew_ms // 1000} s after the record was received "
+                             "(DRIFTWARDEN_MAX_FUTURE_SKEW_SECONDS)")
+            elif bounds.max_event_age_ms and ts < received - bounds.max_event_age_ms:
+                self._reject(result, record, "timestamp_out_of_range",
+                             f"timestamp {event.timestamp.isoformat()} is more than "
+                             f"{bounds.max_event_age_ms // 86_400_000} days before the record was received "
+                             "(DRIFTWARDEN_MAX_EVENT_AGE_DAYS)")
+            else:
+                out.append((record, event, ts))
+        return out
 
-    def _predictions(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
-        accepted: list[tuple[RawRecord, PredictionEvent]] = []
-        for record, event in self._decoded(records, decode_predictions, result):
-            if event.model_id not in self.registry:
+    def _screen_predictions(self, records: list[RawRecord], result: IngestResult, pending: dict[str, ModelSpec],
+                            now_ms: int) -> list[tuple[RawRecord, PredictionEvent, int]]:
+        accepted: list[tuple[RawRecord, PredictionEvent, int]] = []
+        for record, event, ts in self._decoded(records, decode_predictions, result, now_ms):
+            model = self.registry.get(event.model_id)
+            spec = model.spec if model is not None else pending.get(event.model_id)
+            if spec is None:
                 if not self.auto_register:
                     self._reject(result, record, "unregistered_model",
                                  f"model {event.model_id!r} is not registered: run `driftwarden models register`")
                     continue
-                model = RegisteredModel(spec=infer_spec(event), source="auto")
-                self.registry.put(model)
-                result.registered.append(model)
-            accepted.append((record, event))
-        if not accepted:
-            return
+                if len(self.registry) + len(pending) >= self.bounds.max_models:
+                    self._reject(result, record, "too_many_models",
+                                 f"model {event.model_id!r} would be model {len(self.registry) + len(pending) + 1}"
+                                 f", above the limit of {self.bounds.max_models} (DRIFTWARDEN_MAX_MODELS)")
+                    continue
+                if len(event.features) > self.bounds.max_features_per_model:
+                    self._reject(result, record, "too_many_model_features",
+                                 f"{len(event.features)} features, above the limit of "
+                                 f"{self.bounds.max_features_per_model} per model "
+                                 "(DRIFTWARDEN_MAX_FEATURES_PER_MODEL)")
+                    continue
+                spec = pending[event.model_id] = infer_spec(event)
+            if spec.task == "regression" and not _is_number(event.prediction):
+                self._reject(result, record, "wrong_prediction_kind",
+                             f"model {event.model_id!r} is a regression: its prediction must be a number, "
+                             f"not {event.prediction!r}")
+                continue
+            accepted.append((record, event, ts))
+        return accepted
+
+    def _screen_labels(self, records: list[RawRecord], result: IngestResult,
+                       now_ms: int) -> list[tuple[RawRecord, GroundTruthEvent, int]]:
+        accepted = []
+        for record, event, ts in self._decoded(records, decode_ground_truth, result, now_ms):
+            model = self.registry.get(event.model_id) if event.model_id is not None else None
+            if model is not None and model.spec.task == "regression" and not _is_number(event.label):
+                self._reject(result, record, "wrong_prediction_kind",
+                             f"model {event.model_id!r} is a regression: its label must be a number, "
+                             f"not {event.label!r}")
+                continue
+            accepted.append((record, event, ts))
+        return accepted
+
+    def _predictions(self, partition: int, accepted: list[tuple[RawRecord, PredictionEvent, int]],
+                     result: IngestResult, pending: dict[str, ModelSpec]) -> None:
         join = self.join_for(partition)
-        keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e in accepted]
-        ts = epoch_ms([e.timestamp for _, e in accepted])
+        keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e, _ in accepted]
+        ts = [t for _, _, t in accepted]
         self._advance(partition, PREDICTIONS, max(ts))
-        preds = [_label_text(e.prediction) for _, e in accepted]
-        scores = [float("nan") if e.score is None else e.score for _, e in accepted]
-        joined = join.add_predictions([e.prediction_id for _, e in accepted], keys, ts, preds, scores)
+        preds = [_label_text(e.prediction) for _, e, _ in accepted]
+        scores = [float("nan") if e.score is None else e.score for _, e, _ in accepted]
+        joined = join.add_predictions([e.prediction_id for _, e, _ in accepted], keys, ts, preds, scores)
         duplicates = set(joined.rejected.tolist())
         preds_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's prediction columns
-        for i, (record, event) in enumerate(accepted):
+        for i, (record, event, _) in enumerate(accepted):
             if i in duplicates:
                 self._reject(result, record, "duplicate_prediction_id",
                              f"prediction_id {event.prediction_id!r} was already received: ids must be unique")
                 continue
             p = preds_of.get(event.model_id)
             if p is None:
+                spec = pending.pop(event.model_id, None)
+                if spec is not None:  # the model's first accepted prediction registers it
+                    model = RegisteredModel(spec=spec, source="auto")
+                    self.registry.put(model)
+                    result.registered.append(model)
                 p = preds_of[event.model_id] = result.batch(event.model_id, partition)["preds"]
             p["off"].append(record.offset)
             p["pid"].append(event.prediction_id)
@@ -225,27 +404,28 @@ class Ingest:
             p["score"].append(scores[i])
             p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
             p["feat"].append(event.features)
+        result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
-                         offsets=[r.offset for r, _ in accepted])
+                         records=[r for r, _, _ in accepted])
 
-    def _labels(self, partition: int, records: list[RawRecord], result: IngestResult) -> None:
-        accepted: list[tuple[RawRecord, GroundTruthEvent]] = self._decoded(records, decode_ground_truth, result)
-        if not accepted:
-            return
+    def _labels(self, partition: int, accepted: list[tuple[RawRecord, GroundTruthEvent, int]],
+                result: IngestResult) -> None:
+        result.accepted += len(accepted)
         join = self.join_for(partition)
-        ts = epoch_ms([e.timestamp for _, e in accepted])
+        ts = [t for _, _, t in accepted]
         self._advance(partition, GROUND_TRUTH, max(ts))
         joined = join.add_labels(
-            [e.prediction_id for _, e in accepted], [_label_text(e.label) for _, e in accepted], ts,
-            [e.business for _, e in accepted],
+            [e.prediction_id for _, e, _ in accepted], [_label_text(e.label) for _, e, _ in accepted], ts,
+            [e.business for _, e, _ in accepted],
         )
         self._emit_pairs(joined, join, partition, result, source=GROUND_TRUTH,
-                         offsets=[r.offset for r, _ in accepted])
+                         records=[r for r, _, _ in accepted])
 
     def _emit_pairs(self, pairs: JoinResult, join: JoinState, partition: int, result: IngestResult, source: int,
-                    offsets: list[int]) -> None:
+                    records: list[RawRecord]) -> None:
         segments: dict[int, dict[str, str]] = {}  # one parsed segment per model key, shared by its outcomes
         outs_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's outcome columns
+        regression: dict[str, bool] = {}
         sign, model_key, index = pairs.sign.tolist(), pairs.model_key.tolist(), pairs.index.tolist()
         ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
         for i in range(len(pairs)):
@@ -254,13 +434,20 @@ class Ingest:
                 continue
             key = model_key[i]
             model_id, version, segment = join.lookup(key)
+            if regression.setdefault(model_id, self._regression(model_id)) and not (
+                    isinstance(pairs.label[i], float) and isinstance(pairs.prediction[i], float)):
+                record = records[index[i]]
+                self._reject(result, record, "wrong_prediction_kind",
+                             f"model {model_id!r} is a regression: the label {pairs.label[i]!r} of prediction_id "
+                             f"{pairs.ids[i]!r} (prediction {pairs.prediction[i]!r}) must be a number")
+                continue
             if key not in segments:
                 segments[key] = orjson.loads(segment) if segment else {}
             o = outs_of.get(model_id)
             if o is None:
                 o = outs_of[model_id] = result.batch(model_id, partition)["outs"]
             o["src"].append(source)
-            o["off"].append(offsets[index[i]])
+            o["off"].append(records[index[i]].offset)
             o["pid"].append(pairs.ids[i])
             o["ver"].append(version)
             o["seg"].append(segments[key])
@@ -270,6 +457,27 @@ class Ingest:
             o["pred"].append(pairs.prediction[i])
             o["score"].append(score[i])
             o["biz"].append(dict(pairs.business[i]))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _merged(results: list[IngestResult]) -> IngestResult:
+    """One result of the parts of a batch the barrier split (their columns concatenated in order)."""
+    out = IngestResult()
+    for part in results:
+        out.dead_letters.extend(part.dead_letters)
+        out.registered.extend(part.registered)
+        out.retractions += part.retractions
+        out.accepted += part.accepted
+        out.replayed += part.replayed
+        for key, batch in part.batches.items():
+            into = out.batch(*key)
+            for side in ("preds", "outs"):
+                for column, values in batch[side].items():
+                    into[side][column].extend(values)
+    return out
 
 
 def _label_text(value: str | float | int | bool) -> str | float:

@@ -63,6 +63,7 @@ class WindowStore:
     clocks: dict[str, ModelClock] = field(default_factory=lambda: defaultdict(ModelClock))
     evicted_until: dict[str, int] = field(default_factory=dict)  # model -> windows starting before are gone
     too_late: int = 0  # items for windows already evicted (older than the maximum label delay): counted, dropped
+    too_late_by_model: dict[str, int] = field(default_factory=dict)  # the same, per model
 
     def _size_ms(self, spec: ModelSpec) -> int:
         return spec.monitor.window_seconds * 1000
@@ -79,6 +80,7 @@ class WindowStore:
         for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
             if start < horizon:  # its window was evicted: re-creating it would overwrite the complete row
                 self.too_late += 1
+                self.too_late_by_model[model_id] = self.too_late_by_model.get(model_id, 0) + 1
                 continue
             for seg in segment_keys(segment, fields):
                 groups[(model_id, version, seg, int(start))].append(i)

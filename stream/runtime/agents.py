@@ -13,15 +13,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import faust
 import orjson
 
+from stream.alerts.alertmanager import AlertmanagerSender
 from stream.alerts.silences import SILENCES_TOPIC, Silences
 from stream.alerts.state import AlertTracker
 from stream.alerts.webhook import WebhookSender, WebhookTarget
@@ -30,6 +34,7 @@ from stream.contracts.events import AlertEvent, DeadLetter, ModelSpec
 from stream.contracts.registry import RegisteredModel, Registry, encode, infer_spec
 from stream.errors import UserError
 from stream.kafka.ingest_consumer import IngestConsumer
+from stream.kafka.security import client_options, faust_credentials
 from stream.kafka.tansu_compat import faust_overrides
 from stream.monitor.report import (
     DATA_QUALITY_COLUMNS,
@@ -38,7 +43,8 @@ from stream.monitor.report import (
     WindowReport,
 )
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
-from stream.pipeline.ingest import Ingest, RawRecord, split_batch
+from stream.pipeline.barrier import describe, isolate
+from stream.pipeline.ingest import Ingest, RawRecord, batch_items, item_dead_letter, select_items, split_batch
 from stream.pipeline.rows import (
     ALERT_COLUMNS,
     DEAD_LETTER_COLUMNS,
@@ -73,7 +79,7 @@ class Runtime:
         self.ingest = Ingest(
             self.registry, settings.limits, settings.topic_predictions, settings.topic_ground_truth,
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
-            auto_register=settings.unregistered_model == "auto_register",
+            auto_register=settings.unregistered_model == "auto_register", bounds=settings.ingest_bounds,
         )
         self.aggregators: dict[int, Aggregator] = {}
         self.checkpoints = CheckpointStore(ch, sink)
@@ -90,6 +96,10 @@ class Runtime:
         if settings.webhook_url:
             self.webhook = WebhookSender([WebhookTarget(settings.webhook_url, settings.webhook_min_severity,
                                                         settings.webhook_secret)])
+        self.alertmanager: AlertmanagerSender | None = None
+        if settings.alertmanager_urls:
+            self.alertmanager = AlertmanagerSender(settings.alertmanager_urls, settings.public_base_url,
+                                                   resend_seconds=settings.alertmanager_resend_seconds)
         self.last_event_monotonic = time.monotonic()
         self.consumed = 0
         self.started = False
@@ -132,12 +142,14 @@ class Runtime:
 
     def _build_app(self, bootstrap: str, tansu: bool) -> faust.App:
         s = self.settings
+        security = client_options(s, s.embedded_kafka)
         app = faust.App(
             s.app_id, broker=f"kafka://{bootstrap}", value_serializer="raw", key_serializer="raw",
             web_enabled=False, datadir=str(s.data_dir / "faust"), store="memory://",
             processing_guarantee="at_least_once", topic_partitions=s.topic_partitions,
             topic_allow_declare=True, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
             producer_linger_ms=5, broker_max_poll_records=INGEST_BATCH,
+            broker_credentials=faust_credentials(s, s.embedded_kafka),
             **faust_overrides(tansu),
         )
         predictions = app.topic(s.topic_predictions, partitions=s.topic_partitions)
@@ -153,7 +165,7 @@ class Runtime:
         self.ingest_consumer = IngestConsumer(
             bootstrap, (s.topic_predictions, s.topic_ground_truth), f"{s.app_id}-ingest", tansu,
             self.ingest_batch, self.checkpoint_ingest_locked, self.forget_ingest, self.locks["ingest"],
-            INGEST_BATCH)
+            INGEST_BATCH, security)
 
         @app.task
         async def ingest() -> None:
@@ -170,10 +182,14 @@ class Runtime:
                         aggregator = self.aggregators.get(partition) or await self.restore_aggregator(partition)
                         aggregator.apply(orjson.loads(event.message.value), event.message.offset)
                         self.touched["aggregate"].add(partition)
+                        if aggregator.poisoned:
+                            await self.publish_dead_letters(self._item_letters(aggregator.poisoned))
+                            aggregator.poisoned.clear()
                     self.held["aggregate"].extend(events)
                     self.last_event_monotonic = time.monotonic()
-                    self.telemetry.replayed.set(sum(a.replayed for a in self.aggregators.values()))
-                    self.telemetry.too_late.set(sum(a.store.too_late for a in self.aggregators.values()))
+                    self.telemetry.advance(self.telemetry.replayed, sum(a.replayed for a in self.aggregators.values()))
+                    self.telemetry.advance(self.telemetry.too_late,
+                                           sum(a.store.too_late for a in self.aggregators.values()))
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 
@@ -185,8 +201,9 @@ class Runtime:
             from stream.kafka.topics import ensure_silences_topic
 
             try:
-                await ensure_silences_topic(bootstrap)
-                async with contextlib.aclosing(follow(bootstrap, SILENCES_TOPIC, from_beginning=True)) as records:
+                await ensure_silences_topic(bootstrap, security=security)
+                async with contextlib.aclosing(follow(bootstrap, SILENCES_TOPIC, from_beginning=True,
+                                                      security=security)) as records:
                     async for record in records:
                         try:
                             self.silences.apply_message(record.key, record.value)
@@ -218,16 +235,20 @@ class Runtime:
 
         @app.timer(s.sink_flush_seconds)
         async def flush() -> None:
-            await self.flush_windows()
+            async with self.fatal_on_error("window flush"):
+                await self.flush_windows()
 
         @app.timer(max(5.0, s.sink_flush_seconds))
         async def expire() -> None:
-            await self.expire_joins()
+            async with self.fatal_on_error("join expiry"):
+                await self.expire_joins()
 
         @app.task
         async def started() -> None:
             if self.webhook is not None:
                 await self.webhook.start()
+            if self.alertmanager is not None:
+                await self.alertmanager.start()
             self.started = True
             for callback in self.on_started:
                 result = callback()
@@ -243,8 +264,9 @@ class Runtime:
         try:
             yield
         except Exception as exc:
-            log.exception("the %s stage failed; stopping the worker", stage)
-            self.failure = f"the {stage} stage failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.debug("the %s stage failed", stage, exc_info=True)
+            self.failure = f"the {stage} stage failed: {describe(exc)}"
+            exit_soon(self.failure, self.settings.fatal_exit_seconds)
             for callback in self.on_failure:
                 callback()
             await asyncio.Event().wait()  # hold the batch until the worker stops
@@ -284,9 +306,12 @@ class Runtime:
         found = await asyncio.to_thread(self.checkpoints.load, "aggregate", partition)
         db = self.settings.clickhouse_database
         if found is None:
-            aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db)
+            aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db,
+                                    max_versions=self.settings.max_versions_per_model,
+                                    max_segment_values=self.settings.max_segment_values)
         else:
-            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db)
+            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db,
+                                            self.settings.max_versions_per_model, self.settings.max_segment_values)
             if self.fresh_broker:
                 aggregator.next_offset = 0
             log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)
@@ -343,7 +368,7 @@ class Runtime:
         await self._ack_held("aggregate")
 
     async def handle_ingest(self, records: list[RawRecord]) -> None:
-        self.last_event_monotonic = time.monotonic()
+        self.last_event_monotonic = read_at = time.monotonic()
         result = self.ingest.process(records)
         self.touched["ingest"].update(r.partition for r in records)
         self.ingest_records_since_checkpoint += len(records)
@@ -353,18 +378,31 @@ class Runtime:
         for model in result.registered:
             await self.publish_model(model)
         outcome_rows: list[tuple[Any, ...]] = []
-        for (model_id, _), batch in result.batches.items():
-            for chunk in split_batch(batch):
-                await self.topics["outcomes"].send(key=model_id.encode(), value=orjson.dumps(chunk))
-            outcome_rows.extend(outcome_rows_of(batch))
+        poisoned: list[tuple[Mapping[str, Any], str, int, str]] = []
+        for (model_id, _), whole in result.batches.items():
+            try:  # the per-record barrier of serialisation and row building: split only on failure
+                parts = [([orjson.dumps(c) for c in split_batch(whole)], outcome_rows_of(whole))]
+            except Exception:
+                parts = _serialised_items(whole, poisoned)
+            for chunks, rows in parts:
+                for chunk in chunks:
+                    await self.topics["outcomes"].send(key=model_id.encode(), value=chunk)
+                outcome_rows.extend(rows)
+        if poisoned:
+            result.dead_letters.extend(self._item_letters(poisoned))
         if outcome_rows:
             self.telemetry.outcomes.inc(len(outcome_rows))
-            await self.sink.submit("outcomes", OUTCOME_COLUMNS, outcome_rows)
+            await self.sink.submit("outcomes", OUTCOME_COLUMNS, outcome_rows, since=read_at)
         if result.dead_letters:
-            await self.publish_dead_letters(result.dead_letters)
+            await self.publish_dead_letters(result.dead_letters, since=read_at)
         self.telemetry.join_waiting.set(sum(len(j) for j in self.ingest.joins.values()))
 
-    async def publish_dead_letters(self, letters: list[DeadLetter]) -> None:
+    def _item_letters(self, items: list[tuple[Mapping[str, Any], str, int, str]]) -> list[DeadLetter]:
+        topics = (self.settings.topic_predictions, self.settings.topic_ground_truth)
+        return [item_dead_letter(batch, side, i, topics, error, self.settings.limits)
+                for batch, side, i, error in items]
+
+    async def publish_dead_letters(self, letters: list[DeadLetter], since: float | None = None) -> None:
         rows = []
         for letter in letters:
             self.telemetry.dead_letters.labels(letter.reason).inc()
@@ -372,7 +410,7 @@ class Runtime:
                                                    value=letter.model_dump_json().encode())
             rows.append((letter.topic, letter.partition, letter.offset, letter.key, letter.raw, letter.reason,
                          letter.error, letter.time))
-        await self.sink.submit("dead_letters", DEAD_LETTER_COLUMNS, rows)
+        await self.sink.submit("dead_letters", DEAD_LETTER_COLUMNS, rows, since=since)
 
     async def publish_model(self, model: RegisteredModel) -> None:
         key, value = encode(model)
@@ -395,7 +433,7 @@ class Runtime:
 
     async def publish_alerts(self, alerts: list[AlertEvent]) -> None:
         """Alert events to the alerts topic (keyed by model, so one model's alerts stay ordered), ClickHouse
-        and the webhook, if one is configured."""
+        and the webhook and Alertmanager, if configured (both only enqueue)."""
         rows = []
         for alert in alerts:
             self.telemetry.alerts.labels(alert.state, alert.severity).inc()
@@ -404,6 +442,8 @@ class Runtime:
             rows.append(tuple(getattr(alert, c) for c in ALERT_COLUMNS))
             if self.webhook is not None:
                 self.webhook.submit(alert)
+            if self.alertmanager is not None:
+                self.alertmanager.submit(alert)
         self.alerts_published.extend(alerts)
         await self.sink.submit("alerts", ALERT_COLUMNS, rows)
 
@@ -419,6 +459,10 @@ class Runtime:
                 rows.extend(aggregator.window_rows())
                 detections.extend(aggregator.take_detections())
         self.telemetry.windows_open.set(sum(len(a.store.windows) for a in self.aggregators.values()))
+        closed_at = dt.datetime.now(dt.UTC)
+        for report in reports:
+            if report.closes_window:
+                self.telemetry.window_close_lag.observe(max(0.0, (closed_at - report.window_end).total_seconds()))
         version = time.time_ns()
         tables = {
             "window_metrics": (WINDOW_METRIC_COLUMNS, rows),
@@ -438,8 +482,37 @@ class Runtime:
         if alerts:
             await self.publish_alerts(alerts)
         self.telemetry.sink_pending.set(self.sink.pending)
-        self.telemetry.sink_failures.set(self.sink.stats.failures)
+        self.telemetry.advance(self.telemetry.sink_failures, self.sink.stats.failures)
+        self.telemetry.set_consumer_lag(self.ingest_consumer.lag().items())
         return len(rows)
 
 
-__all__ = ["Runtime", "infer_spec"]
+def _serialised_items(batch: dict[str, Any], poisoned: list[tuple[Mapping[str, Any], str, int, str]],
+                      ) -> list[tuple[list[bytes], list[tuple[Any, ...]]]]:
+    """Serialise a batch record whose whole serialisation failed item by item (the barrier's split); the
+    items that fail go to ``poisoned``."""
+    def run(items: Sequence[tuple[str, int]]) -> tuple[list[bytes], list[tuple[Any, ...]]]:
+        part = select_items(batch, items)
+        return [orjson.dumps(c) for c in split_batch(part)], outcome_rows_of(part)
+
+    return isolate(batch_items(batch), run,
+                   lambda item, exc: poisoned.append((batch, *item, f"serialisation: {describe(exc)}")))
+
+
+def exit_soon(reason: str, seconds: float) -> None:
+    """Log ``reason`` as one line and make sure the process ends with code 70 within ``seconds``, even if
+    the orderly shutdown hangs (Faust keeps a non-daemon thread that can block the interpreter's exit)."""
+
+    def hard_exit() -> None:
+        time.sleep(seconds)
+        sys.stderr.write(f"driftwarden: {reason}; the worker did not stop within {seconds:.0f} s: exiting\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STAGE_FAILURE)
+
+    threading.Thread(target=hard_exit, name="driftwarden-fatal-exit", daemon=True).start()
+
+
+EXIT_STAGE_FAILURE = 70  # EX_SOFTWARE
+
+
+__all__ = ["EXIT_STAGE_FAILURE", "Runtime", "exit_soon", "infer_spec"]

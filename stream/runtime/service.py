@@ -20,6 +20,7 @@ import faust
 from stream.config import Settings
 from stream.errors import UserError
 from stream.kafka.embedded import EmbeddedBroker, port_in_use
+from stream.kafka.security import client_options, describe
 from stream.kafka.topics import ensure_topics
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
 from stream.runtime.agents import Runtime
@@ -136,12 +137,17 @@ class Service:
             self.bootstrap = self.broker.bootstrap_servers
         else:
             self.bootstrap = str(s.kafka_bootstrap_servers)
-        asyncio.run(ensure_topics(self.bootstrap, s))
+        asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database)
         migrate(self.ch, s.outcomes_ttl_days)
         self.ch.use_database()  # `/sql` resolves unqualified table names in the Driftwarden database
-        self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches).start()
         telemetry = Telemetry()
+
+        def written(table: str, seconds: float) -> None:
+            if table in ("outcomes", "dead_letters"):  # rows straight from an ingest batch
+                telemetry.ingest_latency.labels(table).observe(seconds)
+
+        self.sink = Sink(self.ch.insert, s.sink_flush_seconds, s.sink_queue_batches, on_written=written).start()
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
         runtime = self.runtime
         runtime.load_registry()
@@ -208,9 +214,11 @@ class Service:
         kafka = f"{self.bootstrap} (embedded tansu)" if self.broker else self.bootstrap
         clickhouse = f"{s.dsn} (embedded chdb)" if s.embedded_clickhouse else "ClickHouse server (DSN configured)"
         url = f"http://{s.web_host}:{s.web_port}"
+        security = "  ".join(f"{k}={v}" for k, v in describe(s, self.broker is not None).items())
         return (
-            f"driftwarden is up\n  Kafka       {kafka}\n  ClickHouse  {clickhouse}\n"
+            f"driftwarden is up\n  Kafka       {kafka}\n  security    {security}\n  ClickHouse  {clickhouse}\n"
             f"  HTTP        {url}/healthz  {url}/readyz  {url}/metrics  {url}/sql\n"
+            f"  dashboard   {url}/dashboard\n"
             f"  produce to  {s.topic_predictions}, {s.topic_ground_truth}; alerts on {s.topic_alerts}\n"
             f"  query       driftwarden sql \"SELECT * FROM {s.clickhouse_database}.window_metrics_latest LIMIT 10\""
         )

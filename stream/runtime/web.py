@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from stream.runtime.dashboard import add_dashboard_routes
 from stream.storage.clickhouse import ClickHouse
 from stream.storage.sqlguard import ReadOnlyViolation, check_read_only
 
@@ -66,6 +67,7 @@ def build_web_app(
         return web.Response(body=dumps(body), content_type="application/json")
 
     app = web.Application(client_max_size=1 << 20)
+    add_dashboard_routes(app, ch, dumps)
     app.add_routes([
         web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics),
         web.get("/sql", sql), web.post("/sql", sql),

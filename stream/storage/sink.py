@@ -21,6 +21,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 InsertFn = Callable[[str, list[Sequence[Any]], Sequence[str]], None]
+OnWritten = Callable[[str, float], None]  # (table, seconds from submit, or from `since`, to written)
+_Item = tuple[int, str, tuple[str, ...], list[Sequence[Any]], float]
 
 
 @dataclass
@@ -35,13 +37,13 @@ class Sink:
     """Writer thread in front of an ``insert(table, rows, column_names)`` function."""
 
     def __init__(self, insert: InsertFn, flush_seconds: float = 1.0, max_batches: int = 64,
-                 max_backoff: float = 10.0) -> None:
+                 max_backoff: float = 10.0, on_written: OnWritten | None = None) -> None:
         self._insert = insert
+        self._on_written = on_written
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
         self._max_batches = max_batches
-        self._queue: queue.Queue[tuple[int, str, tuple[str, ...], list[Sequence[Any]]] | None] = queue.Queue(
-            max_batches)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(max_batches)
         self._submitted = 0
         self._written = 0
         self._done = threading.Condition()
@@ -62,15 +64,18 @@ class Sink:
         if not rows:
             return self._submitted
         self._submitted += 1
-        self._queue.put((self._submitted, table, tuple(columns), list(rows)))
+        self._queue.put((self._submitted, table, tuple(columns), list(rows), time.monotonic()))
         return self._submitted
 
-    async def submit(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-        """Queue rows from the event loop; awaits (off the loop) while the queue is full."""
+    async def submit(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                     since: float | None = None) -> int:
+        """Queue rows from the event loop; awaits (off the loop) while the queue is full. ``since`` (a
+        ``time.monotonic()``, default now) is when the rows' data was read, for the latency reported to
+        ``on_written``."""
         if not rows:
             return self._submitted
         self._submitted += 1
-        item = (self._submitted, table, tuple(columns), list(rows))
+        item = (self._submitted, table, tuple(columns), list(rows), time.monotonic() if since is None else since)
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -97,7 +102,7 @@ class Sink:
         stop = False
         while not stop:
             deadline = time.monotonic() + self.flush_seconds
-            batches: list[tuple[int, str, tuple[str, ...], list[Sequence[Any]]]] = []
+            batches: list[_Item] = []
             while len(batches) < self._max_batches:  # bounded: what waits beyond it waits in the queue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -120,10 +125,12 @@ class Sink:
             if batches:
                 self._write(batches)
 
-    def _write(self, batches: list[tuple[int, str, tuple[str, ...], list[Sequence[Any]]]]) -> None:
+    def _write(self, batches: list[_Item]) -> None:
         grouped: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = defaultdict(list)
-        for _, table, columns, rows in batches:
+        oldest: dict[str, float] = {}
+        for _, table, columns, rows, since in batches:
             grouped[(table, columns)].extend(rows)
+            oldest[table] = min(since, oldest.get(table, since))
         for (table, columns), rows in grouped.items():
             backoff = 0.25
             while True:
@@ -139,6 +146,8 @@ class Sink:
                     backoff = min(backoff * 2, self.max_backoff)
             self.stats.inserts += 1
             self.stats.rows_written[table] += len(rows)
+            if self._on_written is not None:
+                self._on_written(table, time.monotonic() - oldest[table])
         with self._done:
             self._written = max(seq for seq, *_ in batches)
             self._done.notify_all()

@@ -103,7 +103,7 @@ def test_bad_input_is_dead_lettered_and_good_input_from_a_plain_client_is_proces
         duplicate = orjson.dumps(prediction("g1", T0 + 5_000))
         messages: list[tuple[str, bytes | None, bytes]] = [("predictions", f"g{i}".encode(), v)
                                                            for i, v in enumerate(good, 1)]
-        messages += [("predictions", None, raw) for _, raw in bad]
+        messages += [("predictions", f"bad{i}".encode(), raw) for i, (_, raw) in enumerate(bad)]
         messages += [("predictions", b"g1", duplicate)]
         messages += [("ground_truth", b"g1" if b'"g1"' in v else b"g2", v) for v in labels]
         asyncio.run(_send(broker.bootstrap_servers, messages))

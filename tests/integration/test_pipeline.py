@@ -142,7 +142,7 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         dead = clean.sql("SELECT count() AS n FROM driftwarden.dead_letters")[0]["n"]
         outcomes = clean.sql("SELECT prediction_id, toUnixTimestamp64Milli(prediction_time) AS t "
                              "FROM driftwarden.outcomes FINAL")
-        too_late = _gauge(clean, "driftwarden_too_late_items")
+        too_late = _gauge(clean, "driftwarden_too_late_items_total")
         assert clean.stop() == 0
     _assert_matches_offline(baseline, offline)
     assert dead == 0

@@ -57,3 +57,17 @@ def test_labels_arriving_after_the_window_closed_fire_its_performance_rule_once(
     assert _alerts(aggregator, now) == []  # nothing changed: nothing re-evaluated
     aggregator.apply(_predictions(range(200, 201), T0 + 1_500))  # a late prediction revises it again
     assert _alerts(aggregator, now) == []  # same verdict: no second event
+
+
+def test_only_the_report_of_a_window_closing_is_marked_as_its_close() -> None:
+    """The window-close lag histogram observes these reports only (not revisions by late labels)."""
+    aggregator = Aggregator(lambda _: SPEC)
+    now = T0 + 10 * WINDOW_MS
+    aggregator.apply(_predictions(range(100), T0 + 1_000))
+    aggregator.apply(_predictions(range(100, 101), T0 + 2 * WINDOW_MS))
+    closed = aggregator.tick(now, idle=False)
+    aggregator.window_rows()
+    assert [(r.window_start.timestamp() * 1000, r.closes_window) for r in closed] == [(T0, True)]
+    aggregator.apply(_outcomes(range(100), T0 + 1_000, "0"))
+    revised = aggregator.tick(now, idle=False)
+    assert revised and not any(r.closes_window for r in revised)

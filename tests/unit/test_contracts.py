@@ -318,6 +318,16 @@ def test_reasons() -> None:
         "unregistered_model",
         "duplicate_prediction_id",
         "invalid_value",
+        "null_value",
+        "empty_value",
+        "headers_only",
+        "null_key",
+        "timestamp_out_of_range",
+        "timestamp_in_future",
+        "wrong_prediction_kind",
+        "too_many_models",
+        "too_many_model_features",
+        "processing_error",
     }
 
 

@@ -1,4 +1,5 @@
-"""Tests of the deployment files: Dockerfile, docker-compose.yml, deploy/kubernetes, ClickHouse DDL, Grafana."""
+"""Tests of the deployment files: Dockerfile, docker-compose.yml, deploy/kubernetes, ClickHouse DDL (Grafana:
+test_grafana.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -22,12 +22,10 @@ import pytest
 import yaml
 
 from stream.config import Settings
-from stream.runtime.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
-DASHBOARD = DEPLOY / "grafana" / "driftwarden.json"
 SCHEMA_SQL = DEPLOY / "clickhouse" / "schema.sql"
 TABLES = ("window_metrics", "outcomes", "join_stats", "dead_letters", "models", "feature_drift", "data_quality",
           "drift_events", "alerts")
@@ -93,7 +91,8 @@ def test_compose_publishes_ports_on_loopback_only() -> None:
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name}: {port!r} is not on 127.0.0.1"
             published.append(port)
     assert sorted(published) == sorted(
-        ["127.0.0.1:9092:9092", "127.0.0.1:8123:8123", "127.0.0.1:9000:9000", "127.0.0.1:6066:6066"]
+        ["127.0.0.1:9092:9092", "127.0.0.1:8123:8123", "127.0.0.1:9000:9000", "127.0.0.1:6066:6066",
+         "127.0.0.1:9093:9093", "127.0.0.1:9090:9090", "127.0.0.1:3000:3000"]
     )
 
 
@@ -152,7 +151,37 @@ def test_compose_worker_waits_for_healthy_dependencies_and_a_successful_migratio
     assert services["migrate"]["restart"] == "no"
     for name in ("kafka", "clickhouse"):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
-    assert set(compose()["volumes"]) == {"kafka-data", "clickhouse-data"}
+    assert set(compose()["volumes"]) == {"kafka-data", "clickhouse-data", "alertmanager-data", "prometheus-data"}
+
+
+def _tool(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        message = f"{name} is not installed (apt-get install prometheus-alertmanager prometheus)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI must install it")
+        pytest.skip(message)
+    return binary
+
+
+def test_compose_routes_alerts_to_alertmanager_and_prometheus_scrapes_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = compose()["services"]
+    settings = settings_from(service_env(services["driftwarden"]), monkeypatch)
+    assert settings.alertmanager_urls == ["http://alertmanager:9093"]
+    mounted = {v.split(":")[0] for v in services["alertmanager"]["volumes"]}
+    assert "./deploy/alertmanager/alertmanager.yml" in mounted
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"driftwarden:{service_env(services['driftwarden'])['DRIFTWARDEN_WEB_PORT']}"]
+
+
+def test_alertmanager_and_prometheus_configs_pass_their_own_checkers() -> None:
+    for tool, args in (("amtool", ["check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")]),
+                       ("promtool", ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")])):
+        result = subprocess.run([_tool(tool), *args], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr or result.stdout
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------------------
@@ -348,99 +377,3 @@ def test_export_schema_check_mode_detects_a_stale_file(tmp_path: Path) -> None:
     assert module.main(["--check", "--output", str(target)]) == 0
     target.write_text(target.read_text().replace("90 DAY", "30 DAY"))
     assert module.main(["--check", "--output", str(target)]) == 1
-
-
-# --- Grafana -------------------------------------------------------------------------------------------------
-
-
-def dashboard() -> dict[str, Any]:
-    return dict(json.loads(DASHBOARD.read_text()))
-
-
-def panels() -> list[dict[str, Any]]:
-    return [p for p in dashboard()["panels"] if p["type"] != "row"]
-
-
-def clickhouse_queries() -> list[str]:
-    queries = [t["rawSql"] for p in panels() for t in p["targets"] if "rawSql" in t]
-    queries += [v["query"]["rawSql"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
-    return queries
-
-
-def test_dashboard_panels_use_the_clickhouse_and_prometheus_datasources() -> None:
-    board = dashboard()
-    assert board["uid"] == "driftwarden"
-    ids = [p["id"] for p in board["panels"]]
-    assert len(ids) == len(set(ids))
-    variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["ds_clickhouse"]["query"] == "grafana-clickhouse-datasource"
-    assert variables["ds_prometheus"]["query"] == "prometheus"
-    for panel in panels():
-        for target in panel["targets"]:
-            assert target["datasource"] in ({"type": "grafana-clickhouse-datasource", "uid": "${ds_clickhouse}"},
-                                            {"type": "prometheus", "uid": "${ds_prometheus}"}), panel["title"]
-
-
-def test_dashboard_panels_do_not_overlap() -> None:
-    cells: dict[tuple[int, int], str] = {}
-    for panel in dashboard()["panels"]:
-        g = panel["gridPos"]
-        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, panel["title"]
-        for x in range(g["x"], g["x"] + g["w"]):
-            for y in range(g["y"], g["y"] + g["h"]):
-                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
-                cells[(x, y)] = panel["title"]
-
-
-def test_dashboard_covers_quality_drift_alerts_and_pipeline() -> None:
-    sql = clickhouse_queries()
-    for metric in ("accuracy", "f1", "roc_auc", "label_coverage", "mae", "rmse"):
-        assert any(f"'{metric}'" in q and "window_metrics_latest" in q for q in sql), metric
-    for query in sql:
-        if "window_metrics_latest" in query:
-            assert "segment = ''" in query
-    assert any("driftwarden.feature_drift FINAL" in q and "'psi'" in q for q in sql)
-    assert any("driftwarden.drift_events" in q for q in sql) and any("driftwarden.alerts" in q for q in sql)
-    heatmaps = [p for p in panels() if p["type"] == "heatmap"]
-    assert len(heatmaps) == 1 and "feature_drift" in heatmaps[0]["targets"][0]["rawSql"]
-    exprs = [t["expr"] for p in panels() for t in p["targets"] if "expr" in t]
-    known = {m.name + "_total" if m.type == "counter" else m.name for m in Telemetry().registry.collect()}
-    used = {name for e in exprs for name in re.findall(r"driftwarden_\w+", e)}
-    assert used == {"driftwarden_records_total", "driftwarden_dead_letters_total"} and used <= known
-
-
-def test_metric_names_in_the_dashboard_are_produced_by_the_metrics_modules() -> None:
-    source = "".join(p.read_text() for p in (ROOT / "stream" / "metrics").glob("*.py"))
-    names = {n for q in clickhouse_queries() for n in re.findall(r"metric IN \(([^)]*)\)", q)}
-    for group in names:
-        for name in re.findall(r"'(\w+)'", group):
-            assert f'"{name}"' in source, f"no metric named {name!r} in stream/metrics/"
-
-
-_RUN_QUERIES = textwrap.dedent("""
-    import json, sys, tempfile
-    from chdb import session
-    schema, queries = sys.argv[1], json.loads(sys.argv[2])
-    s = session.Session(tempfile.mkdtemp())
-    for statement in schema.split(";"):
-        if statement.strip() and not all(l.startswith("--") for l in statement.strip().splitlines()):
-            s.query(statement)
-    for q in queries:
-        try:
-            s.query(q, "CSV")
-        except Exception as exc:
-            sys.exit(f"{q}\\n{exc}")
-""")
-
-
-def _expand_macros(sql: str) -> str:
-    sql = re.sub(r"\$__timeFilter\((\w+)\)", r"(\1 >= now() - INTERVAL 1 DAY AND \1 <= now())", sql)
-    return sql.replace("${model:singlequote}", "'churn', 'fraud'")
-
-
-def test_schema_sql_and_dashboard_queries_run_on_a_real_clickhouse_engine() -> None:
-    queries = [_expand_macros(q) for q in clickhouse_queries()]
-    assert not any("$" in q for q in queries), "a Grafana macro is not expanded by this test"
-    result = subprocess.run([sys.executable, "-c", _RUN_QUERIES, SCHEMA_SQL.read_text(), json.dumps(queries)],
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]

@@ -88,7 +88,7 @@ def test_prediction_schema_carries_the_limits() -> None:
     properties = schema["properties"]
     assert properties["prediction_id"]["maxLength"] == 128
     assert properties["features"]["maxProperties"] == 500
-    assert properties["features"]["propertyNames"] == {"maxLength": 1024}
+    assert properties["features"]["propertyNames"] == {"maxLength": 1024, "minLength": 1}
     assert [(t["type"], t.get("format")) for t in properties["timestamp"]["anyOf"]] == [
         ("string", "date-time"),
         ("number", None),

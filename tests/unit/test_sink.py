@@ -90,3 +90,19 @@ def test_stop_writes_what_is_queued() -> None:
     sink.submit_nowait("t", ("x",), [(1,), (2,)])
     sink.stop()
     assert ch.rows["t"] == [(1,), (2,)]
+
+
+def test_on_written_reports_each_table_with_the_time_since_its_oldest_batch_was_read() -> None:
+    ch = FlakyClickHouse()
+    seen: list[tuple[str, float]] = []
+    sink = Sink(ch.insert, flush_seconds=0.05, on_written=lambda table, s: seen.append((table, s))).start()
+
+    async def submit() -> None:
+        await sink.submit("outcomes", ("x",), [(1,)], since=time.monotonic() - 5.0)  # read 5 s ago
+        await sink.submit("outcomes", ("x",), [(2,)])
+
+    asyncio.run(submit())
+    assert sink.wait_written(timeout=10)
+    sink.stop()
+    assert [t for t, _ in seen] == ["outcomes"] * len(seen) and seen
+    assert 5.0 <= max(s for _, s in seen) < 60.0
