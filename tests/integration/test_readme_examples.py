@@ -43,7 +43,7 @@ def test_readme_commands_run_as_written_on_the_examples(make_worker: Any) -> Non
     assert all(c[0] == "driftwarden" for c in commands), commands
     # `driftwarden up` on a free port and a fresh data directory; the outcomes TTL is raised because the
     # examples' timestamps (2026-01-01) may be older than the default 90 days, which would drop their outcome rows
-    worker = make_worker(DRIFTWARDEN_OUTCOMES_TTL_DAYS="36500").start()
+    worker = make_worker(DRIFTWARDEN_OUTCOMES_TTL_DAYS="3650").start()
     for command in commands[1:]:
         result = _cli(worker.env, command[1:])
         assert result.returncode == 0, f"{shlex.join(command)}:\n{result.stdout}\n{result.stderr}"
