@@ -153,7 +153,7 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
         return f"http://{host}:{self.web_port}"
 
-    # --- Kafka security (issue 14)
+    # --- Kafka security, ClickHouse TLS (issue 14)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every client reaches an external Kafka (the embedded broker is PLAINTEXT)")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
@@ -165,6 +165,20 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="private key (PEM) of the client certificate")
     kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="password of the client key; masked")
     kafka_ssl_check_hostname: bool = Field(True, description="verify that the broker certificate names the host")
+    clickhouse_ca_file: Path | None = Field(None, description="CA (PEM) to verify an https:// ClickHouse server")
+    clickhouse_client_cert: Path | None = Field(None, description="client certificate (PEM) for ClickHouse mTLS")
+    clickhouse_client_key: Path | None = Field(None, description="private key (PEM) of the ClickHouse client cert")
+    clickhouse_verify: bool = Field(True, description="verify the ClickHouse server certificate (https://)")
+
+    @property
+    def clickhouse_tls(self) -> dict[str, Any]:
+        """clickhouse-connect TLS arguments (``ca_cert``, ``client_cert``, ``client_cert_key``, ``verify``)."""
+        options: dict[str, Any] = {"verify": self.clickhouse_verify}
+        for key, path in (("ca_cert", self.clickhouse_ca_file), ("client_cert", self.clickhouse_client_cert),
+                          ("client_cert_key", self.clickhouse_client_key)):
+            if path is not None:
+                options[key] = str(path)
+        return options
 
 
 def mask_dsn(dsn: str) -> str:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 __all__ = [
     "DEFAULT_RULES",
     "KINDS",
+    "LABEL_DEPENDENT",
     "Condition",
     "DataQualityRule",
     "Detection",
@@ -61,6 +62,7 @@ __all__ = [
     "WindowInputs",
     "evaluate",
     "evaluate_all",
+    "needs_labels",
     "no_data",
     "parse_rules",
     "required_lookback",
@@ -75,6 +77,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
 }
 LABEL_METRICS = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse"})
+LABEL_DEPENDENT = LABEL_METRICS | {"label_coverage", "labelled"}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -622,6 +625,11 @@ def _data_quality(rule: DataQualityRule, inputs: WindowInputs) -> Condition:
     observed = float(worst(q.value for q in rows))
     violating = tuple(sorted({q.feature for q in rows if compare(q.value, rule.value)}))
     return Condition(rule, bool(violating), metric, observed, rule.value, None, None, violating)
+
+
+def needs_labels(rule: AnyRule) -> bool:
+    """Whether ``rule`` judges label coverage or performance, and so waits until a window's labels are due."""
+    return isinstance(rule, ThresholdRule | RelativeRule) and rule.metric in LABEL_DEPENDENT
 
 
 def no_data(rule: NoDataRule, silence: timedelta, window: timedelta) -> Condition:

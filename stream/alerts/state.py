@@ -14,8 +14,9 @@ One state machine per (model, version, segment, rule):
 The alert id is the SHA-1 of model, version, segment, rule and the start of the window where the episode
 began, so the same episode has the same id across restarts and replays, and its resolved event has the id
 of its firing event. Observing a window already seen is a revision (late labels): an identical outcome
-emits nothing; a revision to active may fire; a revision to false only counts toward resolution if it
-revises the latest window. Windows older than the last ``revision_windows`` seen are ignored.
+emits nothing; a revision to active may fire; a revision to false counts toward resolution if it revises the
+latest window, and resolves at once when no window of the episode holds the condition any more (the evidence
+that fired it is gone, latest or not). Windows older than the last ``revision_windows`` seen are ignored.
 """
 
 from __future__ import annotations
@@ -192,7 +193,17 @@ class AlertTracker:
             st.false_streak += 1
             if st.false_streak >= cond.rule.resolve_after:
                 return self._resolve(st, key, inputs, cond, now)
+        if active is False and prior is True and not self._breached_since(st):
+            # the revision took away the only evidence: the episode was a false alarm (e.g. labels came late)
+            st.false_streak = 0
+            return self._resolve(st, key, inputs, cond, now)
         return None
+
+    @staticmethod
+    def _breached_since(st: _State) -> bool:
+        """Whether any remembered window of the current episode still holds the condition."""
+        start = st.episode_start
+        return any(v is True for w, v in st.seen.items() if start is None or w >= start)
 
     def _remember(self, st: _State, start: datetime, active: bool | None) -> None:
         st.seen[start] = active
@@ -361,6 +372,8 @@ def message(
     text = _describe(inputs, cond, state == "firing")
     if state == "resolved":
         why = "" if isinstance(cond.rule, NoDataRule) else f"; condition false for {streak} consecutive windows"
+        if streak == 0 and not isinstance(cond.rule, NoDataRule):
+            why = "; no window of the episode breaches any more (revised by late data)"
         text = f"resolved '{cond.rule.name}': {text}{why}"
     if not isinstance(cond.rule, FeatureDriftRule):
         drifted = sorted({d.feature for d in inputs.drift if d.drifted})

@@ -50,7 +50,7 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
     from stream.runtime.web import _with_readonly
     from stream.storage.clickhouse import ClickHouse
 
-    ch = ClickHouse(s.dsn, s.clickhouse_database)
+    ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
     try:
         ch.use_database()
         columns, rows = ch.query_named(_with_readonly(check_read_only(statement)))

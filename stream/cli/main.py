@@ -132,7 +132,7 @@ def migrate() -> None:
     from stream.storage.migrations import migrate as apply
 
     s = settings()
-    ch = ClickHouse(s.dsn, s.clickhouse_database)
+    ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
     try:
         applied = apply(ch, s.outcomes_ttl_days)
         version = current_version(ch)

@@ -69,7 +69,7 @@ def write_report(s: Settings, model: str, since: str | None, until: str | None, 
         else:
             from stream.storage.clickhouse import ClickHouse
 
-            ch = ClickHouse(s.dsn, s.clickhouse_database)
+            ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
             try:
                 source = DashboardData(lambda sql, params: ch.query_rows(sql, params), ch.database)
                 data = report_data(source, model, rng)

@@ -285,6 +285,17 @@ class MonitorSettings(BaseModel):
         default=0.01, gt=0, lt=1, description="Significance level of the KS and chi-square tests."
     )
     min_samples: int = Field(default=30, ge=1, description="Fewest samples in a window for a test to be run.")
+    label_delay_seconds: int | None = Field(
+        default=None, ge=0,
+        description="Expected delay of labels after their predictions. Label coverage and performance rules judge "
+        "a window only this long after it closed, then again as more labels arrive. None (default): learned, the "
+        "95th percentile of the model's recently observed label delays (one hour until a label was seen).",
+    )
+    # --- fairness (issue 17)
+    fairness_min_group: int = Field(
+        default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "
+        "to be compared in the fairness metrics."
+    )
 
 
 class ModelSpec(BaseModel):

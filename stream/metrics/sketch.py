@@ -171,11 +171,11 @@ def roc_auc_from_histograms(positives: np.ndarray, negatives: np.ndarray) -> flo
     Exact (equal to the Mann-Whitney U / (n_pos n_neg)) when all scores lie on the bin grid; otherwise off
     by at most `roc_auc_error_bound`. NaN when either class is absent.
     """
-    n_pos, n_neg = int(positives.sum()), int(negatives.sum())
-    if n_pos == 0 or n_neg == 0:
+    n_pos, n_neg = float(positives.sum()), float(negatives.sum())  # float: CBPE passes expected counts
+    if n_pos <= 0 or n_neg <= 0:
         return math.nan
     negatives_below = np.cumsum(negatives) - negatives
-    wins = np.dot(positives.astype(np.float64), negatives_below + 0.5 * negatives)
+    wins = np.dot(positives.astype(np.float64), (negatives_below + 0.5 * negatives).astype(np.float64))
     return float(wins / (n_pos * n_neg))
 
 

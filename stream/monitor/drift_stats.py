@@ -1,33 +1,50 @@
 """Distribution-drift tests of a window against a reference, both given as counts on the same bins.
 
 Every test returns a :class:`TestResult`. A window (or reference) with fewer than ``min_samples`` counted
-values is ``insufficient`` and never ``drifted``. Methods:
+values is ``insufficient`` and never ``drifted``. A verdict needs *both* a significant difference (a
+two-sample test whose null distribution accounts for the sizes of both samples) *and* an effect larger than
+a negligible one, so small windows do not flag sampling noise and huge windows do not flag trivia:
 
-- PSI: ``sum((q - p) * ln(q / p))`` over bins, with proportions smoothed as
-  ``p' = (p + eps) / (1 + K * eps)`` (``eps = 1e-4``, ``K`` bins) so empty bins stay finite.
-- Jensen-Shannon distance, base 2, in [0, 1]; no smoothing (equals ``scipy.spatial.distance.jensenshannon``).
-- Kolmogorov-Smirnov: the largest gap between the two empirical CDFs at the bin boundaries; the p-value is
-  Smirnov's asymptotic one that ``scipy.stats.ks_2samp(method="asymp")`` uses,
-  ``kstwo.sf(D, round(n * m / (n + m)))``. Binning can only lower D (it is exact when every bin holds one
-  distinct value), and ties make the test conservative.
+- PSI ``sum((q - p) * ln(q / p))`` and the Jensen-Shannon distance (base 2, equals
+  ``scipy.spatial.distance.jensenshannon``) are computed on coarse bins (numeric: the profile's bins merged
+  into about 10 equal-reference-mass groups). They flag when above their threshold (0.2, 0.1) *and* the
+  chi-square homogeneity test on the same bins is significant; their ``p_value`` is that test's. Their null
+  expectation on small samples, ``(K-1)(1/n+1/m)`` for PSI, is far above zero, which the chi-square gate
+  accounts for: both are asymptotically ``(1/n + 1/m) * chi2(K-1)`` (PSI) and ``chi2(K-1) / (8 n_eff ln 2)``
+  (squared JS distance) on unchanged data, ``n_eff = n m / (n + m)``.
+- Chi-square test of homogeneity on the 2 x K table (reference, window), without Yates' correction, after
+  dropping categories absent from both and pooling columns whose expected count (in the smaller sample) is
+  below 10 (Cochran's rule of 5, doubled for the far tail Bonferroni levels reach; a category the
+  reference never saw would otherwise give a huge statistic from one value);
+  one remaining column means dof 0, statistic 0, p = 1. Its effect gate is the total variation distance
+  ``sum |p - q| / 2`` over the pooled columns ``>= tv_min``.
+- Kolmogorov-Smirnov: the largest gap between the two empirical CDFs at the (fine) bin boundaries; the
+  p-value is the asymptotic Kolmogorov distribution with Stephens' small-sample correction,
+  ``kstwobign.sf(D * (sqrt(en) + 0.12 + 0.11 / sqrt(en)))`` (``scipy.special.kolmogorov``),
+  ``en = n m / (n + m)``: within 3% relative of ``kstwo.sf(D, round(en))``, which
+  ``scipy.stats.ks_2samp(method="asymp")`` uses, at p-values 1e-2 to 1e-4 and en >= 200 (7% at en = 30),
+  for a fraction of its cost.
+  Binning can only lower D (exact when every bin holds one distinct value); ties make it conservative.
+  Effect gate: ``D >= ks_min``.
 - Wasserstein-1 between the two binned distributions placed on the bin representatives (the reference bin
-  means). Exact when each bin holds a single distinct value; otherwise every value moves at most the
-  spread of its bin, so the error is bounded by the widest occupied bin (unbounded for window values
-  beyond the reference range, which sit on the outermost edge).
-- Chi-square test of homogeneity on the 2 x K table (reference, window), without Yates' correction,
-  after dropping categories absent from both; one remaining category means dof 0, statistic 0, p = 1.
+  means). Exact when each bin holds a single distinct value; otherwise the error is bounded by the widest
+  occupied bin. Flags when above ``wasserstein_std`` reference standard deviations *and* the KS test is
+  significant.
 
-p-value tests use a Bonferroni-corrected level ``alpha / n_features``.
+Multiple testing: ``compare`` uses the Bonferroni level ``alpha / m`` where ``m`` counts every significance
+test of the model window (numeric feature: KS and chi-square; categorical: chi-square), so a model window
+is flagged on unchanged data with probability at most ``alpha`` (measured in
+``benchmarks/detection_quality.py``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import chdtrc
-from scipy.stats.distributions import kstwo
+from scipy.special import chdtrc, kolmogorov
 
 from stream.monitor.profiles import FeatureProfile, reference_counts
 
@@ -36,38 +53,47 @@ __all__ = [
     "Thresholds",
     "attribution",
     "chi_square",
+    "coarse_groups",
     "compare",
     "jensen_shannon",
     "ks",
+    "ks_pvalue",
     "psi",
+    "significance_tests",
     "wasserstein",
 ]
 
 PSI_EPS = 1e-4
+MIN_EXPECTED = 10.0
+COARSE_BINS = 10
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Decision thresholds.
+    """Decision thresholds: significance ``alpha`` per model window and the smallest effects that count.
 
     ``wasserstein_std`` flags drift when the Wasserstein distance exceeds that many reference standard
-    deviations; None reports the distance without ever flagging it.
+    deviations (and KS is significant); None reports the distance without ever flagging it. ``ks_min`` is
+    the smallest KS distance and ``tv_min`` the smallest total variation distance (categorical) that count.
     """
 
     psi: float = 0.2
     js: float = 0.1
     alpha: float = 0.01
-    wasserstein_std: float | None = None
+    wasserstein_std: float | None = 0.1
     min_samples: int = 30
+    ks_min: float = 0.04
+    tv_min: float = 0.05
 
 
 @dataclass(frozen=True)
 class TestResult:
     """Outcome of one test.
 
-    ``threshold`` is the Bonferroni-corrected level for p-value tests (drifted when ``p_value < threshold``)
-    and the statistic bound otherwise (drifted when ``statistic > threshold``). ``n`` is the window count.
-    An insufficient result has ``statistic`` NaN and ``p_value`` None.
+    ``threshold`` is the Bonferroni-corrected level for p-value tests (drifted when ``p_value < threshold``
+    and the effect is not negligible) and the statistic bound otherwise (drifted when ``statistic >
+    threshold`` and the gating test is significant; ``p_value`` is then the gating test's). ``n`` is the
+    window count. An insufficient result has ``statistic`` NaN and ``p_value`` None.
     """
 
     __test__ = False  # not a pytest test class
@@ -93,8 +119,63 @@ def _insufficient(test: str, threshold: float, n: int) -> TestResult:
     return TestResult(test, float("nan"), None, threshold, False, True, n)
 
 
-def psi(ref: np.ndarray, win: np.ndarray, threshold: float = 0.2, min_samples: int = 30) -> TestResult:
-    """Population stability index with eps-smoothed proportions (see module docstring).
+def _pooled(r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop columns empty in both; pool those whose smaller expected count is below ``MIN_EXPECTED`` into one
+    column (merged into the smallest other column if the pool itself is still below it)."""
+    keep = (r + w) > 0
+    r, w = r[keep], w[keep]
+    total = r.sum() + w.sum()
+    if total == 0 or r.size < 2:
+        return r, w
+    share = min(r.sum(), w.sum()) / total  # expected count of a column = its total * share (smaller row)
+    rare = (r + w) * share < MIN_EXPECTED
+    if not rare.any():
+        return r, w
+    pr, pw = r[~rare].copy(), w[~rare].copy()
+    rr, rw = float(r[rare].sum()), float(w[rare].sum())
+    if pr.size and (rr + rw) * share < MIN_EXPECTED:
+        j = int(np.argmin(pr + pw))
+        pr[j] += rr
+        pw[j] += rw
+        return pr, pw
+    return np.append(pr, rr), np.append(pw, rw)
+
+
+def _chi2_pooled(r: np.ndarray, w: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Pearson's homogeneity statistic and p-value on the pooled table; also the pooled columns."""
+    pr, pw = _pooled(r, w)
+    dof = pr.size - 1
+    if dof < 1 or pr.sum() == 0 or pw.sum() == 0:
+        return 0.0, 1.0, pr, pw
+    table = np.vstack([pr, pw])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    stat = float(np.sum((table - expected) ** 2 / expected))
+    return stat, float(chdtrc(dof, stat)), pr, pw
+
+
+def coarse_groups(ref: np.ndarray, target: int = COARSE_BINS) -> np.ndarray:
+    """Start indices (for ``np.add.reduceat``) merging consecutive bins into ~``target`` groups of about equal
+    reference mass; bins already at or below ``target`` are kept as they are.
+
+    >>> coarse_groups(np.full(100, 5)).tolist()
+    [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    >>> coarse_groups(np.array([3, 1, 1])).tolist()
+    [0, 1, 2]
+    """
+    r = np.asarray(ref, dtype=np.float64).ravel()
+    if r.size <= target or r.sum() <= 0:
+        return np.arange(r.size)
+    cum = np.cumsum(r) / r.sum()
+    # group g ends at the first bin whose cumulative mass reaches (g + 1) / target
+    ends = np.searchsorted(cum, np.arange(1, target) / target - 1e-12, side="left")
+    starts = np.unique(np.concatenate(([0], ends + 1)))
+    return starts[starts < r.size]
+
+
+def psi(
+    ref: np.ndarray, win: np.ndarray, threshold: float = 0.2, min_samples: int = 30, alpha: float = 0.01
+) -> TestResult:
+    """Population stability index with eps-smoothed proportions, gated by the chi-square test at ``alpha``.
 
     Examples
     --------
@@ -109,19 +190,12 @@ def psi(ref: np.ndarray, win: np.ndarray, threshold: float = 0.2, min_samples: i
     p = (r / nr + PSI_EPS) / (1 + k * PSI_EPS)
     q = (w / nw + PSI_EPS) / (1 + k * PSI_EPS)
     stat = float(np.sum((q - p) * np.log(q / p)))
-    if null_psi(r, w) > threshold / 3:  # the window is too small for the threshold to mean anything
-        return TestResult("psi", stat, None, threshold, False, True, nw)
-    return TestResult("psi", stat, None, threshold, stat > threshold, False, nw)
+    _, pval, _, _ = _chi2_pooled(r, w)
+    return TestResult("psi", stat, pval, threshold, stat > threshold and pval < alpha, False, nw)
 
 
 def null_psi(ref: np.ndarray, win: np.ndarray) -> float:
     """Expected PSI between two samples of one distribution: about ``(K - 1) (1/n + 1/m)`` for K occupied bins.
-
-    PSI and Jensen-Shannon are biased upwards on small samples: with 10 bins and 1000 reference values, a
-    window of 100 values from the *reference* distribution has PSI > 0.2 in about 3% of windows and JS distance
-    > 0.1 in about 80% (simulated). A PSI (or JS) verdict is therefore only given when this null expectation is
-    at most a third of the PSI threshold (half of the squared JS threshold, JSD being about PSI / (8 ln 2));
-    smaller windows are reported as insufficient, with their statistic.
 
     >>> round(null_psi(np.array([100] * 10), np.array([10] * 10)), 3)
     0.099
@@ -134,9 +208,9 @@ def null_psi(ref: np.ndarray, win: np.ndarray) -> float:
 
 
 def jensen_shannon(
-    ref: np.ndarray, win: np.ndarray, threshold: float = 0.1, min_samples: int = 30
+    ref: np.ndarray, win: np.ndarray, threshold: float = 0.1, min_samples: int = 30, alpha: float = 0.01
 ) -> TestResult:
-    """Jensen-Shannon distance (base 2) between the normalised counts."""
+    """Jensen-Shannon distance (base 2) between the normalised counts, gated by the chi-square test."""
     r, w, nr, nw = _prep(ref, win)
     if min(nr, nw) < max(min_samples, 1):
         return _insufficient("js", threshold, nw)
@@ -146,21 +220,33 @@ def jensen_shannon(
         kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
         kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
     stat = float(np.sqrt(max((kl_p + kl_q) / 2, 0.0)))
-    if null_psi(r, w) / (8 * np.log(2)) > threshold**2 / 2:  # see null_psi: too small to judge
-        return TestResult("js", stat, None, threshold, False, True, nw)
-    return TestResult("js", stat, None, threshold, stat > threshold, False, nw)
+    _, pval, _, _ = _chi2_pooled(r, w)
+    return TestResult("js", stat, pval, threshold, stat > threshold and pval < alpha, False, nw)
 
 
-def ks(ref: np.ndarray, win: np.ndarray, alpha: float = 0.01, min_samples: int = 30) -> TestResult:
+def ks_pvalue(d: float, en: float) -> float:
+    """Asymptotic two-sample KS p-value with Stephens' correction (see module docstring).
+
+    >>> round(ks_pvalue(0.1, 500.0), 6)
+    8.1e-05
+    """
+    if en <= 0:
+        return 1.0
+    s = math.sqrt(en)
+    return min(max(float(kolmogorov(d * (s + 0.12 + 0.11 / s))), 0.0), 1.0)
+
+
+def ks(
+    ref: np.ndarray, win: np.ndarray, alpha: float = 0.01, min_samples: int = 30, min_effect: float = 0.0
+) -> TestResult:
     """Two-sample Kolmogorov-Smirnov test on binned counts (asymptotic p-value, see module docstring)."""
     r, w, nr, nw = _prep(ref, win)
     if min(nr, nw) < max(min_samples, 1):
         return _insufficient("ks", alpha, nw)
     d = float(np.max(np.abs(np.cumsum(r) / nr - np.cumsum(w) / nw)))
     d = min(max(d, 0.0), 1.0)
-    en = nr * nw / (nr + nw)
-    p = float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
-    return TestResult("ks", d, p, alpha, p < alpha, False, nw)
+    p = ks_pvalue(d, nr * nw / (nr + nw))
+    return TestResult("ks", d, p, alpha, p < alpha and d >= min_effect, False, nw)
 
 
 def wasserstein(
@@ -169,8 +255,14 @@ def wasserstein(
     values: np.ndarray,
     threshold: float = float("inf"),
     min_samples: int = 30,
+    gate_p: float | None = None,
+    alpha: float = 1.0,
 ) -> TestResult:
-    """Wasserstein-1 distance with all mass of bin ``i`` at ``values[i]`` (non-decreasing), in value units."""
+    """Wasserstein-1 distance with all mass of bin ``i`` at ``values[i]`` (non-decreasing), in value units.
+
+    Drifted when above ``threshold`` and, if ``gate_p`` (the KS p-value of the same window) is given, when
+    ``gate_p < alpha``; ``p_value`` reports ``gate_p``.
+    """
     r, w, nr, nw = _prep(ref, win)
     if min(nr, nw) < max(min_samples, 1):
         return _insufficient("wasserstein", threshold, nw)
@@ -179,23 +271,28 @@ def wasserstein(
         raise ValueError(f"need one representative value per bin: {v.size} != {r.size}")
     gaps = np.abs(np.cumsum(r)[:-1] / nr - np.cumsum(w)[:-1] / nw)
     stat = float(np.sum(gaps * np.diff(v)))
-    return TestResult("wasserstein", stat, None, threshold, stat > threshold, False, nw)
+    significant = gate_p is None or gate_p < alpha
+    return TestResult("wasserstein", stat, gate_p, threshold, stat > threshold and significant, False, nw)
 
 
-def chi_square(ref: np.ndarray, win: np.ndarray, alpha: float = 0.01, min_samples: int = 30) -> TestResult:
-    """Chi-square test of homogeneity of reference vs window counts (no Yates' correction)."""
+def chi_square(
+    ref: np.ndarray, win: np.ndarray, alpha: float = 0.01, min_samples: int = 30, min_effect: float = 0.0
+) -> TestResult:
+    """Chi-square test of homogeneity of reference vs window counts (no Yates' correction; rare columns
+    pooled, see module docstring); drifted when ``p < alpha`` and the total variation distance of the pooled
+    columns is at least ``min_effect``."""
     r, w, nr, nw = _prep(ref, win)
     if min(nr, nw) < max(min_samples, 1):
         return _insufficient("chi2", alpha, nw)
-    keep = (r + w) > 0
-    table = np.vstack([r[keep], w[keep]])
-    dof = table.shape[1] - 1
-    if dof < 1:
-        return TestResult("chi2", 0.0, 1.0, alpha, False, False, nw)
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    stat = float(np.sum((table - expected) ** 2 / expected))
-    p = float(chdtrc(dof, stat))
-    return TestResult("chi2", stat, p, alpha, p < alpha, False, nw)
+    stat, p, pr, pw = _chi2_pooled(r, w)
+    tv = float(np.abs(pr / pr.sum() - pw / pw.sum()).sum() / 2) if pr.size else 0.0
+    return TestResult("chi2", stat, p, alpha, p < alpha and tv >= min_effect, False, nw)
+
+
+def significance_tests(profile: FeatureProfile) -> int:
+    """Number of significance tests :func:`compare` runs on a feature (numeric: KS and chi-square on the
+    coarse bins; categorical: chi-square); sum it over a model's features for the Bonferroni correction."""
+    return 1 if profile.kind == "categorical" else 2
 
 
 def compare(
@@ -203,25 +300,38 @@ def compare(
     window_counts: np.ndarray,
     n_features: int = 1,
     thresholds: Thresholds | None = None,
+    n_tests: int | None = None,
 ) -> list[TestResult]:
     """Run every test that applies to the feature kind.
 
     Numeric: psi, js, ks, wasserstein. Categorical: psi, js, chi2. ``window_counts`` comes from
-    :func:`stream.monitor.profiles.bin_counts`; ``n_features`` sets the Bonferroni correction.
+    :func:`stream.monitor.profiles.bin_counts`. The significance level is ``alpha / n_tests``, ``n_tests``
+    being the number of significance tests of the whole model window (see :func:`significance_tests`); by
+    default ``n_features`` times this feature's own count.
     """
     t = thresholds or Thresholds()
     ref = reference_counts(profile)
-    level = t.alpha / max(n_features, 1)
+    win = np.asarray(window_counts)
+    if win.shape != ref.shape:
+        raise ValueError(f"reference and window counts differ in length: {ref.size} != {win.size}")
+    m = n_tests if n_tests is not None else max(n_features, 1) * significance_tests(profile)
+    level = t.alpha / max(m, 1)
     ms = t.min_samples
-    out = [psi(ref, window_counts, t.psi, ms), jensen_shannon(ref, window_counts, t.js, ms)]
     if profile.kind == "categorical":
-        out.append(chi_square(ref, window_counts, level, ms))
-        return out
-    out.append(ks(ref, window_counts, level, ms))
+        return [
+            psi(ref, win, t.psi, ms, level),
+            jensen_shannon(ref, win, t.js, ms, level),
+            chi_square(ref, win, level, ms, t.tv_min),
+        ]
+    groups = coarse_groups(ref)
+    cr, cw = np.add.reduceat(ref, groups), np.add.reduceat(win, groups)
+    out = [psi(cr, cw, t.psi, ms, level), jensen_shannon(cr, cw, t.js, ms, level)]
+    k = ks(ref, win, level, ms, t.ks_min)
+    out.append(k)
     w_thr = float("inf")
     if t.wasserstein_std is not None and profile.std:
         w_thr = t.wasserstein_std * profile.std
-    out.append(wasserstein(ref, window_counts, np.asarray(profile.bin_means), w_thr, ms))
+    out.append(wasserstein(ref, win, np.asarray(profile.bin_means), w_thr, ms, k.p_value, level))
     return out
 
 

@@ -9,7 +9,7 @@ models have none. Online detectors (:class:`SignalMonitor`) watch, per version, 
 ``score`` or ``prediction``) and the error stream (signal ``error``: 0/1 loss for classification,
 absolute error for regression), in arrival order.
 
-Without a reference profile the first ``monitor.reference_events`` events build one (profile_records, 10
+Without a reference profile the first ``monitor.reference_events`` events build one (profile_records, 100
 quantile bins); those events are used for the reference only: they are neither tested for drift nor
 counted in data quality. A reference given without the pseudo-feature gets that one part from the first
 events' outputs in the same way. :meth:`ModelMonitor.close_window` runs the tests, the rules and the alert
@@ -38,13 +38,14 @@ from stream.alerts.rules import (
     ThresholdRule,
     WindowInputs,
     evaluate_all,
+    needs_labels,
     no_data,
     parse_rules,
 )
 from stream.alerts.state import AlertTracker
 from stream.contracts.events import AlertEvent, ModelSpec
 from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
-from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare
+from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.profiles import FeatureProfile, bin_counts
 from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
 from stream.monitor.reference import ReferenceBuilder
@@ -54,6 +55,8 @@ __all__ = ["ModelMonitor"]
 
 _CHECKPOINT_VERSION = 1
 _MAX_KEPT_DETECTIONS = 10_000
+_LABEL_DELAYS_KEPT = 1024  # recent label delays the learned label delay is the 95th percentile of
+_LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was seen
 
 
 @dataclass
@@ -101,10 +104,14 @@ class ModelMonitor:
         task = spec.task
         self.pseudo = {"binary_classification": "__score__", "regression": "__prediction__"}.get(task)
         self.output_signal = "score" if task == "binary_classification" else "prediction"
-        rules = parse_rules(spec.rules)
+        rules = parse_rules([*spec.rules, *fairness_rules(spec)])
         self.rules = [r for r in rules if not isinstance(r, NoDataRule)]  # judged per window
         self.no_data_rules = [r for r in rules if isinstance(r, NoDataRule)]  # judged by the wall clock
         self.last_prediction_ms: float | None = None  # wall clock of the last prediction's arrival
+        self.label_rules = [r for r in self.rules if needs_labels(r)]  # wait until a window's labels are due
+        self.label_delays = np.zeros(_LABEL_DELAYS_KEPT)  # ring buffer of observed label delays (ms)
+        self.label_delays_seen = 0
+        self.maturing: dict[tuple[str, int], int] = {}  # (version, window start) -> wall ms its labels are due
         window = timedelta(milliseconds=self.window_ms)
         self.history = MetricHistory.for_rules(self.rules, window)
         self.tracker = AlertTracker(database)
@@ -271,6 +278,46 @@ class ModelMonitor:
             )
         return self._feed(versions, "error", err, pos, ts) if ts.size else []
 
+    # --- label maturity -----------------------------------------------------------------------------------
+
+    def observe_label_delays(self, delays_ms: np.ndarray) -> None:
+        """Remember the delays (label time minus prediction time) of a batch of labelled outcomes."""
+        d = np.asarray(delays_ms, dtype=np.float64).reshape(-1)[-_LABEL_DELAYS_KEPT:]
+        if d.size:
+            self.label_delays[(self.label_delays_seen + np.arange(d.size)) % _LABEL_DELAYS_KEPT] = d
+            self.label_delays_seen += int(d.size)
+
+    def label_delay_ms(self) -> int:
+        """The model's expected label delay: declared in its spec, else learned (see ``label_delay_seconds``)."""
+        m = self.spec.monitor
+        if m.label_delay_seconds is not None:
+            return m.label_delay_seconds * 1000
+        n = min(self.label_delays_seen, _LABEL_DELAYS_KEPT)
+        if n == 0:
+            return _LABEL_DELAY_UNKNOWN_MS
+        learned = float(np.percentile(self.label_delays[:n], 95))
+        return int(min(max(learned, 0.0), m.max_label_delay_seconds * 1000))
+
+    def due_windows(self, now: datetime) -> list[tuple[str, int]]:
+        """``(version, window start)`` of the closed windows whose labels fell due by ``now``; forgets them."""
+        now_ms = now.timestamp() * 1000
+        due = sorted((k for k, at in self.maturing.items() if at <= now_ms), key=lambda k: (k[1], k[0]))
+        for key in due:
+            del self.maturing[key]
+        return due
+
+    def judge_matured(
+        self,
+        model_version: str,
+        window_start_ms: int,
+        window_end_ms: int,
+        metrics_by_segment: Mapping[str, Mapping[str, tuple[float, int]]],
+        now: datetime,
+    ) -> list[AlertEvent]:
+        """Judge the label coverage and performance rules of a window whose labels are now due."""
+        start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
+        return self._evaluate(self.label_rules, model_version, start, end, metrics_by_segment, now)
+
     # --- no data ------------------------------------------------------------------------------------------
 
     def saw_predictions(self, wall_ms: float) -> None:
@@ -317,10 +364,12 @@ class ModelMonitor:
         start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
         profiles = self.profiles
         results: dict[str, list[TestResult]] = {}
+        n_tests = sum(significance_tests(p) for p in profiles.values())  # Bonferroni over the whole window
         for name, p in profiles.items():
             counts = sketch.counts.get(name) if sketch is not None else None
             window_counts = counts if counts is not None else np.zeros(p.n_bins, dtype=np.int64)
-            results[name] = compare(p, window_counts, len(profiles), self.feature_thresholds.get(name, self.thresholds))
+            thresholds = self.feature_thresholds.get(name, self.thresholds)
+            results[name] = compare(p, window_counts, thresholds=thresholds, n_tests=n_tests)
         acc = sketch.quality if sketch is not None else QualityAccumulator(self.specs, self.reference)
         quality = acc.results()
         inputs_only = {k: v for k, v in results.items() if k != self.pseudo}
@@ -335,7 +384,12 @@ class ModelMonitor:
             d for d in self.detections
             if d.version == model_version and window_start_ms <= d.event_time_ms < window_end_ms
         ]  # fmt: skip
-        alerts = self._evaluate(self.rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
+        rules = self.rules
+        delay = self.label_delay_ms() if self.label_rules else 0
+        if delay > 0:  # label rules are judged once the labels are due (judge_matured)
+            self.maturing[(model_version, window_start_ms)] = int(now.timestamp() * 1000) + delay
+            rules = [r for r in self.rules if not needs_labels(r)]
+        alerts = self._evaluate(rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
         cutoff = window_end_ms - self.retention_ms
         self.detections = [d for d in self.detections if d.event_time_ms >= cutoff]
         return WindowReport(
@@ -368,7 +422,9 @@ class ModelMonitor:
         inputs do not change with labels. The alert tracker recognises a re-observed window, so an unchanged
         verdict emits nothing.
         """
-        rules = [r for r in self.rules if isinstance(r, ThresholdRule | RelativeRule)]
+        immature = (model_version, window_start_ms) in self.maturing
+        rules = [r for r in self.rules if isinstance(r, ThresholdRule | RelativeRule)
+                 and not (immature and needs_labels(r))]
         if not rules:
             return []
         start, end = ms_to_datetime(window_start_ms), ms_to_datetime(window_end_ms)
@@ -417,6 +473,9 @@ class ModelMonitor:
             "tracker": self.tracker.to_bytes(),
             "history": self.history.to_bytes(),
             "last_prediction_ms": self.last_prediction_ms,
+            "label_delays": self.label_delays[: min(self.label_delays_seen, _LABEL_DELAYS_KEPT)].tolist(),
+            "label_delays_seen": self.label_delays_seen,
+            "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -445,7 +504,26 @@ class ModelMonitor:
         mon.tracker = AlertTracker.from_bytes(state["tracker"])
         mon.history = MetricHistory.from_bytes(state["history"])
         mon.last_prediction_ms = state.get("last_prediction_ms")
+        delays = state.get("label_delays", [])
+        mon.label_delays[: len(delays)] = delays
+        mon.label_delays_seen = int(state.get("label_delays_seen", 0))
+        mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
         return mon
+
+
+def fairness_rules(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Default rules of a binary classifier with protected attributes: the four-fifths rule per attribute
+    (``disparate_impact:<attr>`` below 0.8); a user rule of the same name replaces it."""
+    if spec.task != "binary_classification":
+        return []
+    own = {r.get("name") for r in spec.rules if isinstance(r, Mapping)}
+    out = []
+    for attribute in spec.protected_attributes:
+        name = f"default-disparate-impact:{attribute}"
+        if name not in own:
+            out.append({"name": name, "kind": "threshold", "metric": f"disparate_impact:{attribute}", "op": "<",
+                        "value": 0.8, "min_samples": spec.monitor.fairness_min_group})
+    return out
 
 
 def _by_version(versions: Sequence[str]) -> list[tuple[str, np.ndarray | None]]:

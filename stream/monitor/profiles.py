@@ -23,11 +23,18 @@ import numpy as np
 
 Kind = Literal["numeric", "categorical"]
 
+DEFAULT_BINS = 100
+"""Numeric reference bins (percentiles): fine enough that KS and Wasserstein on the bins are close to the
+exact tests; PSI and Jensen-Shannon merge them into ~10 groups (:func:`stream.monitor.drift_stats.coarse_groups`)."""
+
 __all__ = [
+    "DEFAULT_BINS",
     "FeatureProfile",
     "ModelProfile",
     "bin_counts",
+    "bin_index",
     "categorical_missing",
+    "counts_of",
     "profile_categorical",
     "profile_file",
     "profile_numeric",
@@ -125,7 +132,7 @@ def _bin_means(x: np.ndarray, edges: np.ndarray, idx: np.ndarray, counts: np.nda
 
 
 def profile_numeric(
-    values: np.ndarray, bins: int = 10, edges: Sequence[float] | None = None
+    values: np.ndarray, bins: int = DEFAULT_BINS, edges: Sequence[float] | None = None
 ) -> FeatureProfile:
     """Profile numeric reference values.
 
@@ -201,7 +208,7 @@ def profile_categorical(values: np.ndarray) -> FeatureProfile:
 
 
 def profile_file(
-    path: Path, numeric: Sequence[str], categorical: Sequence[str], bins: int = 10
+    path: Path, numeric: Sequence[str], categorical: Sequence[str], bins: int = DEFAULT_BINS
 ) -> dict[str, FeatureProfile]:
     """Profile the named columns of a reference CSV or Parquet file (by suffix ``.parquet``/``.pq``)."""
     import pandas as pd
@@ -225,7 +232,7 @@ def profile_records(
     records: Sequence[Mapping[str, object]],
     numeric: Sequence[str],
     categorical: Sequence[str],
-    bins: int = 10,
+    bins: int = DEFAULT_BINS,
 ) -> dict[str, FeatureProfile]:
     """Profile a list of feature dicts (e.g. the first N events); non-numbers count as missing."""
     out: dict[str, FeatureProfile] = {}
@@ -246,24 +253,18 @@ def reference_counts(profile: FeatureProfile) -> np.ndarray:
     return np.append(c, 0) if profile.kind == "categorical" else c
 
 
-def bin_counts(profile: FeatureProfile, values: np.ndarray) -> np.ndarray:
-    """Count a batch of window values into the reference bins; missing values are skipped.
+def bin_index(profile: FeatureProfile, values: np.ndarray) -> np.ndarray:
+    """The bin (slot) of every value, in order; -1 for a missing value. See :func:`bin_counts`.
 
-    Numeric values are float64 (NaN = missing). Categorical values are an object array compared as
-    ``str(value)``; the last slot counts categories the reference never saw. Counts of successive batches
-    add up (the sketch is mergeable by ``+``).
-
-    Examples
-    --------
     >>> p = profile_numeric(np.array([1.0, 2.0, 3.0]), edges=[1.0, 2.0])
-    >>> bin_counts(p, np.array([0.5, 1.0, 1.5, 9.0, np.nan])).tolist()
-    [2, 1, 1]
+    >>> bin_index(p, np.array([0.5, 1.0, 1.5, 9.0, np.nan])).tolist()
+    [0, 0, 1, 2, -1]
     """
     if profile.kind == "numeric":
         x = np.asarray(values, dtype=np.float64).ravel()
-        x = x[~np.isnan(x)]
-        idx = np.searchsorted(np.asarray(profile.edges, dtype=np.float64), x, side="left")
-        return np.bincount(idx, minlength=len(profile.edges) + 1).astype(np.int64)
+        idx = np.searchsorted(np.asarray(profile.edges, dtype=np.float64), x, side="left").astype(np.int64)
+        idx[np.isnan(x)] = -1
+        return idx
     v = np.asarray(values, dtype=object).ravel()
     new = len(profile.categories)
     try:
@@ -278,4 +279,25 @@ def bin_counts(profile: FeatureProfile, values: np.ndarray) -> np.ndarray:
         )
         fixed[categorical_missing(rest)] = -1
         slot[unmatched] = fixed
-    return np.bincount(slot[slot >= 0], minlength=new + 1).astype(np.int64)
+    return slot
+
+
+def counts_of(profile: FeatureProfile, idx: np.ndarray) -> np.ndarray:
+    """Bin counts of the indices :func:`bin_index` returned (missing ones skipped)."""
+    return np.bincount(idx[idx >= 0], minlength=profile.n_bins).astype(np.int64)
+
+
+def bin_counts(profile: FeatureProfile, values: np.ndarray) -> np.ndarray:
+    """Count a batch of window values into the reference bins; missing values are skipped.
+
+    Numeric values are float64 (NaN = missing). Categorical values are an object array compared as
+    ``str(value)``; the last slot counts categories the reference never saw. Counts of successive batches
+    add up (the sketch is mergeable by ``+``).
+
+    Examples
+    --------
+    >>> p = profile_numeric(np.array([1.0, 2.0, 3.0]), edges=[1.0, 2.0])
+    >>> bin_counts(p, np.array([0.5, 1.0, 1.5, 9.0, np.nan])).tolist()
+    [2, 1, 1]
+    """
+    return counts_of(profile, bin_index(profile, values))

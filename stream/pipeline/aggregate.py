@@ -18,6 +18,10 @@ import numpy as np
 import orjson
 
 from stream.contracts.events import ModelSpec
+from stream.metrics.classification import BinaryState, label_mask
+from stream.metrics.estimation import ErrorModel, ScoreCalibrator, calibration_check, estimates
+from stream.metrics.fairness import fairness_metrics
+from stream.metrics.regression import RegressionState
 from stream.metrics.window import Metrics, WindowAccumulator
 from stream.monitor.detectors import Detection
 from stream.monitor.model_monitor import ModelMonitor
@@ -26,7 +30,7 @@ from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.cardinality import BoundedValues
 from stream.pipeline.ingest import batch_items, select_items
 from stream.pipeline.replay import RecentIds
-from stream.pipeline.windows import ModelClock, WindowKey, WindowStore
+from stream.pipeline.windows import ModelClock, WindowKey, WindowStore, segment_fields_of
 
 WINDOW_METRIC_COLUMNS = ("model_id", "model_version", "segment", "window_start", "window_end", "metric",
                          "value", "samples", "version", "updated_at")
@@ -70,6 +74,11 @@ class Aggregator:
         self.outcomes = 0
         self._serialized: dict[WindowKey, bytes] = {}
         self._computed: dict[WindowKey, Metrics] = {}  # metrics tick() computed, for the window_rows() after it
+        # Performance estimation (binary): a score calibrator per (model, version), learned from labelled
+        # outcomes; a window's estimates are frozen when it closes, before its labels teach the calibrator.
+        self.calibrators: dict[tuple[str, str], ScoreCalibrator] = {}
+        self.estimates: dict[WindowKey, Metrics] = {}
+        self.error_models: dict[tuple[str, str], ErrorModel] = {}  # regression: DLE of the MAE
 
     def monitor(self, model_id: str) -> ModelMonitor:
         found = self.monitors.get(model_id)
@@ -109,7 +118,7 @@ class Aggregator:
         spec = self.spec_for(model_id)
         regression = spec.task == "regression"
         p, o = batch["preds"], batch["outs"]
-        fields = spec.segment_fields
+        fields = segment_fields_of(spec)
         if p["off"]:
             p_preds = _labels(p["pred"], regression)
             p_ts = np.asarray(p["ts"], dtype=np.int64)
@@ -155,12 +164,55 @@ class Aggregator:
                     y_true, y_pred, scores = o_true[idx], o_pred[idx], o_scores[idx]
                     self.store.add_outcomes(model_id, versions, [o_segments[i] for i in idx], o_ts[idx], y_true,
                                             y_pred, scores, {k: v[idx] for k, v in o_business.items()})
+                    if spec.task == "binary_classification":
+                        self._calibrate(model_id, versions, scores, label_mask(y_true, str(spec.positive_class)))
+                    elif regression:
+                        self._learn_errors(model_id, versions, y_pred, np.abs(y_true - y_pred))
+                    self.monitor(model_id).observe_label_delays(o_label_ts[idx] - o_ts[idx])
                     self._record(model_id, self.monitor(model_id).add_outcomes(
                         versions, o_label_ts[idx], y_true, y_pred, scores, self._positions(model_id, idx.size)))
                     self.outcomes += idx.size
         except Exception as exc:
             raise StageFailure(f"the aggregate stage failed while applying a batch of model {model_id!r}: "
                                f"{describe(exc)}") from exc
+
+    def _calibrate(self, model_id: str, versions: list[str], scores: np.ndarray, positive: np.ndarray) -> None:
+        for version in dict.fromkeys(versions):
+            sel = np.fromiter((v == version for v in versions), bool, len(versions))
+            found = self.calibrators.get((model_id, version))
+            if found is None:
+                found = self.calibrators[(model_id, version)] = ScoreCalibrator()
+            found.add(scores[sel], positive[sel])
+
+    def _learn_errors(self, model_id: str, versions: list[str], y_pred: np.ndarray, errors: np.ndarray) -> None:
+        for version in dict.fromkeys(versions):
+            sel = np.fromiter((v == version for v in versions), bool, len(versions))
+            found = self.error_models.get((model_id, version))
+            if found is None:
+                found = self.error_models[(model_id, version)] = ErrorModel()
+            found.add(y_pred[sel].astype(np.float64), errors[sel].astype(np.float64))
+
+    def _metrics(self, key: WindowKey, acc: WindowAccumulator) -> Metrics:
+        """The window's metrics; for binary models with the CBPE estimates (frozen once the window closed)."""
+        out = acc.metrics()
+        if isinstance(acc.model, BinaryState):
+            calibrator = self.calibrators.get((key[0], key[1])) or ScoreCalibrator()
+            frozen = self.estimates.get(key)
+            if frozen is None:
+                frozen = estimates(acc.model, calibrator, acc.score_bins)
+                del frozen["estimate_calibration_error"]
+                if key in self.store.closed:
+                    self.estimates[key] = frozen
+            out.update(frozen)
+            out["estimate_calibration_error"] = calibration_check(acc.model, calibrator.probabilities(acc.score_bins))
+        elif isinstance(acc.model, RegressionState):
+            frozen = self.estimates.get(key)
+            if frozen is None:
+                frozen = (self.error_models.get((key[0], key[1])) or ErrorModel()).estimate(acc.model)
+                if key in self.store.closed:
+                    self.estimates[key] = frozen
+            out.update(frozen)
+        return out
 
     def window_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
         """Rows for ``window_metrics`` of every window changed since the last call."""
@@ -170,7 +222,8 @@ class Aggregator:
         for (model_id, model_version, segment, start), end, acc in self.store.take_dirty():
             start_dt, end_dt = ms_to_dt(start), ms_to_dt(end)
             computed = self._computed.get((model_id, model_version, segment, start))
-            for metric, (value, samples) in (acc.metrics() if computed is None else computed).items():
+            metrics = self._metrics((model_id, model_version, segment, start), acc) if computed is None else computed
+            for metric, (value, samples) in metrics.items():
                 rows.append((model_id, model_version, segment, start_dt, end_dt, metric, float(value),
                              int(samples), version, now))
         self._computed.clear()
@@ -191,9 +244,13 @@ class Aggregator:
         for key, acc in self.store.windows.items():
             found = segments.get((key[0], key[1], key[3]))
             if found is not None:
-                found[key[2]] = self._computed[key] = acc.metrics()
+                found[key[2]] = self._computed[key] = self._metrics(key, acc)
         reports = []
         for (model_id, version, start), metrics in sorted(segments.items()):
+            spec = self.spec_for(model_id)
+            if spec.task == "binary_classification" and "" in metrics:
+                for attribute in spec.protected_attributes:  # segment "" carries them (also in window_rows)
+                    metrics[""].update(fairness_metrics(metrics, attribute, spec.monitor.fairness_min_group))
             end = start + self.spec_for(model_id).monitor.window_seconds * 1000
             monitor, now = self.monitor(model_id), ms_to_dt(now_ms)
             if (model_id, version, start) in newly:
@@ -202,6 +259,18 @@ class Aggregator:
                 reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
                                             alerts=monitor.revise_window(version, start, end, metrics, now)))
         wall = ms_to_dt(now_ms)
+        for model_id, monitor in self.monitors.items():  # labels due: judge coverage and performance rules
+            due = monitor.due_windows(wall)
+            if not due:
+                continue
+            by_window: dict[tuple[str, int], dict[str, Metrics]] = {}
+            for key, acc in self.store.windows.items():
+                if key[0] == model_id and (key[1], key[3]) in due:
+                    by_window.setdefault((key[1], key[3]), {})[key[2]] = acc.metrics()
+            for (version, start), metrics in sorted(by_window.items(), key=lambda item: item[0][1]):
+                end = start + self.spec_for(model_id).monitor.window_seconds * 1000
+                reports.append(WindowReport(model_id, version, ms_to_dt(start), ms_to_dt(end),
+                                            alerts=monitor.judge_matured(version, start, end, metrics, wall)))
         for model_id, monitor in self.monitors.items():  # no data: judged by the wall clock, also when idle
             alerts = monitor.check_no_data(wall)
             if alerts:
@@ -214,6 +283,7 @@ class Aggregator:
                     monitor.windows.pop((version, start), None)
         for key in self.store.evict():
             self._serialized.pop(key, None)
+            self.estimates.pop(key, None)
         return reports
 
     def take_detections(self) -> list[tuple[Any, ...]]:
@@ -238,6 +308,12 @@ class Aggregator:
             "counts": (self.replayed, self.predictions, self.outcomes),
             "monitors": {m: monitor.to_bytes() for m, monitor in self.monitors.items()},
             "positions": dict(self.positions), "detections": list(self.detections),
+            "calibrators": [[m, v, {k: a.tolist() for k, a in c.to_arrays().items()}]
+                            for (m, v), c in self.calibrators.items()],
+            "error_models": [[m, v, {k: a.tolist() for k, a in e.to_arrays().items()}]
+                             for (m, v), e in self.error_models.items()],
+            "estimates": {_key_text(k): {name: list(pair) for name, pair in e.items()}
+                          for k, e in self.estimates.items()},
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
             "too_late_by_model": dict(self.store.too_late_by_model),
         }
@@ -271,6 +347,14 @@ class Aggregator:
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])
         out.store.too_late = state["too_late"]
+        for model_id, version, arrays in state.get("calibrators", []):
+            calibrator = out.calibrators[(model_id, version)] = ScoreCalibrator()
+            calibrator.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
+        for model_id, version, arrays in state.get("error_models", []):
+            error_model = out.error_models[(model_id, version)] = ErrorModel()
+            error_model.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
+        out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
+                         for t, e in state.get("estimates", {}).items()}
         if "versions" in state:  # checkpoints written before the cardinality limits have none
             out.versions = BoundedValues.from_state(state["versions"], out.versions.limit)
             out.segment_values = BoundedValues.from_state(state["segment_values"], out.segment_values.limit)

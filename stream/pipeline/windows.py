@@ -35,6 +35,11 @@ def segment_keys(segment: Mapping[str, str], fields: Sequence[str]) -> list[str]
     return [""] + [f"{name}={segment[name]}" for name in fields if name in segment]
 
 
+def segment_fields_of(spec: ModelSpec) -> list[str]:
+    """The fields that get segment rows: the declared segment fields, then protected attributes (fairness)."""
+    return [*spec.segment_fields, *(a for a in spec.protected_attributes if a not in spec.segment_fields)]
+
+
 @dataclass
 class ModelClock:
     max_event_ms: int = 0
@@ -75,7 +80,7 @@ class WindowStore:
         size = self._size_ms(spec)
         starts = ts_ms - np.mod(ts_ms, size)
         groups: dict[WindowKey, list[int]] = defaultdict(list)
-        fields = spec.segment_fields
+        fields = segment_fields_of(spec)
         horizon = self.evicted_until.get(model_id, -(2**62))
         for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
             if start < horizon:  # its window was evicted: re-creating it would overwrite the complete row

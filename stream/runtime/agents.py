@@ -109,6 +109,7 @@ class Runtime:
         self.on_failure: list[Callable[[], None]] = []
         self.on_started: list[Callable[[], Any]] = []
         self.silences = Silences()
+        self.too_late_logged: dict[str, tuple[int, float]] = {}  # model -> (count logged, monotonic time)
         self.app = self._build_app(bootstrap, tansu)
 
     def monitor_trackers(self) -> list[tuple[str, AlertTracker]]:
@@ -190,6 +191,7 @@ class Runtime:
                     self.telemetry.advance(self.telemetry.replayed, sum(a.replayed for a in self.aggregators.values()))
                     self.telemetry.advance(self.telemetry.too_late,
                                            sum(a.store.too_late for a in self.aggregators.values()))
+                    self.count_too_late_and_folded()
                     if self._checkpoint_due("aggregate"):
                         await self.checkpoint_aggregate()
 
@@ -397,6 +399,31 @@ class Runtime:
             await self.publish_dead_letters(result.dead_letters, since=read_at)
         self.telemetry.join_waiting.set(sum(len(j) for j in self.ingest.joins.values()))
 
+    def too_late_by_model(self) -> dict[str, int]:
+        """Items dropped as too late (their window evicted), per model, since the state began."""
+        totals: Counter[str] = Counter()
+        for aggregator in self.aggregators.values():
+            totals.update(aggregator.store.too_late_by_model)
+        return dict(totals)
+
+    def count_too_late_and_folded(self) -> None:
+        """Telemetry of items dropped as too late and of folded versions and segment values; one log line per
+        model and window length while items keep arriving too late."""
+        now = time.monotonic()
+        for model_id, total in self.too_late_by_model().items():
+            self.telemetry.advance(self.telemetry.too_late_by_model.labels(model_id), total)
+            logged, at = self.too_late_logged.get(model_id, (0, -1e18))
+            model = self.registry.get(model_id)
+            every = model.spec.monitor.window_seconds if model is not None else 60
+            if total > logged and now - at >= every:
+                log.warning("model %s: %d items dropped as too late since the last report (%d in all): their "
+                            "windows were evicted, older than the maximum label delay behind the newest events",
+                            model_id, total - logged, total)
+                self.too_late_logged[model_id] = (total, now)
+        for kind, total in (("version", sum(a.versions.folded for a in self.aggregators.values())),
+                            ("segment_value", sum(a.segment_values.folded for a in self.aggregators.values()))):
+            self.telemetry.advance(self.telemetry.folded.labels(kind), total)
+
     def _item_letters(self, items: list[tuple[Mapping[str, Any], str, int, str]]) -> list[DeadLetter]:
         topics = (self.settings.topic_predictions, self.settings.topic_ground_truth)
         return [item_dead_letter(batch, side, i, topics, error, self.settings.limits)
@@ -500,19 +527,29 @@ def _serialised_items(batch: dict[str, Any], poisoned: list[tuple[Mapping[str, A
 
 
 def exit_soon(reason: str, seconds: float) -> None:
-    """Log ``reason`` as one line and make sure the process ends with code 70 within ``seconds``, even if
-    the orderly shutdown hangs (Faust keeps a non-daemon thread that can block the interpreter's exit)."""
+    """Make sure the process ends with code 70 within ``seconds`` of a stage failure, even if the orderly
+    shutdown hangs (Faust keeps a non-daemon thread that can block the interpreter's exit)."""
 
     def hard_exit() -> None:
         time.sleep(seconds)
-        sys.stderr.write(f"driftwarden: {reason}; the worker did not stop within {seconds:.0f} s: exiting\n")
-        sys.stderr.flush()
-        os._exit(EXIT_STAGE_FAILURE)
+        fatal_exit(f"{reason}; the worker did not stop within {seconds:g} s")
 
     threading.Thread(target=hard_exit, name="driftwarden-fatal-exit", daemon=True).start()
+
+
+_fatal_lock = threading.Lock()
+
+
+def fatal_exit(reason: str) -> None:
+    """Say ``reason`` in one line on stderr and end the process at once with code 70. Safe after a stage
+    failure: the failed batch was never checkpointed, so a restart reads it again."""
+    with _fatal_lock:  # the watchdog and the orderly path: only one of them speaks
+        sys.stderr.write(f"error: {reason}. Restarting resumes from the last checkpoint\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STAGE_FAILURE)
 
 
 EXIT_STAGE_FAILURE = 70  # EX_SOFTWARE
 
 
-__all__ = ["EXIT_STAGE_FAILURE", "Runtime", "exit_soon", "infer_spec"]
+__all__ = ["EXIT_STAGE_FAILURE", "Runtime", "exit_soon", "fatal_exit", "infer_spec"]

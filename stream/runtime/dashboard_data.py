@@ -19,6 +19,7 @@ QueryFn = Callable[[str, dict[str, Any]], tuple[list[str], Sequence[Sequence[Any
 
 HEADLINE_METRICS = ("accuracy", "roc_auc", "f1", "mae", "rmse")  # the first a model has is its headline
 COUNT_METRICS = ("predictions", "labelled", "orphans")  # summed across versions; the rest are sample-weighted
+DRIFT_WINDOWS = 3  # a model whose inputs drifted in any of its last windows shows as drifting
 HEATMAP_TEST = "psi"  # one statistic per cell, comparable across features; the verdict is over every test
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MIN = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -110,6 +111,16 @@ class DashboardData:
                FROM (SELECT alert_id, any(model_id) AS model_id, argMax(severity, time) AS severity
                      FROM {db}.alerts FINAL GROUP BY alert_id HAVING countIf(state = 'resolved') = 0)
                GROUP BY model_id""", {})}
+        drifting = {r["model_id"]: list(r["features"]) for r in self._rows(
+            """SELECT model_id, arraySort(groupUniqArray(feature)) AS features
+               FROM {db}.feature_drift FINAL
+               WHERE segment = '' AND drifted = 1 AND NOT startsWith(feature, '__')
+                 AND (model_id, window_start) IN (
+                     SELECT model_id, window_start FROM {db}.feature_drift
+                     WHERE segment = '' AND window_start >= {since:DateTime64(3)}
+                       AND window_start < {until:DateTime64(3)}
+                     GROUP BY model_id, window_start ORDER BY window_start DESC LIMIT {last:UInt32} BY model_id)
+               GROUP BY model_id""", {**p, "last": DRIFT_WINDOWS})}
         registered = [r["model_id"] for r in self._rows("SELECT DISTINCT model_id FROM {db}.models FINAL", {})]
         by_model: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
         for r in metrics:
@@ -123,11 +134,12 @@ class DashboardData:
             points = sorted(series.get(headline, {}).items()) if headline else []
             alert = firing.get(model_id)
             worst = int(alert["worst"]) if alert else -1
+            drifted = drifting.get(model_id, [])
             out.append({
                 "model_id": model_id,
-                "health": "ok" if alert is None else ("critical", "warning", "info")[2 - worst] if worst >= 0
-                else "info",
+                "health": _health(worst, bool(drifted)),
                 "firing": int(alert["firing"]) if alert else 0,
+                "drifted_features": drifted,
                 "predictions": int(predictions),
                 "labelled": int(labelled),
                 "label_coverage": labelled / predictions if predictions else None,
@@ -231,6 +243,7 @@ class DashboardData:
                       any(model_version) AS model_version, any(segment) AS segment, any(rule) AS rule,
                       any(metric) AS metric, argMax(observed, time) AS observed, any(threshold) AS threshold,
                       toUnixTimestamp64Milli(min(time)) AS fired_at,
+                      toUnixTimestamp64Milli(argMin(window_start, time)) AS window_ms,
                       toUnixTimestamp64Milli(maxIf(time, state = 'resolved')) AS resolved_at,
                       argMax(message, time) AS message, argMin(evidence_sql, time) AS evidence_sql
                FROM {db}.alerts FINAL
@@ -238,6 +251,7 @@ class DashboardData:
                GROUP BY alert_id ORDER BY fired_at DESC, alert_id
                SETTINGS prefer_column_name_to_alias = 1""", p)
         return [{**r, "fired_at": int(r["fired_at"]),
+                 "window_ms": None if r["window_ms"] is None else int(r["window_ms"]),
                  "resolved_at": int(r["resolved_at"]) if r["state"] == "resolved" else None,
                  "observed": _num(r["observed"]), "threshold": _num(r["threshold"])} for r in rows]
 
@@ -246,6 +260,20 @@ class DashboardData:
         rows = self._rows(
             "SELECT metric, sum(value) AS value FROM {db}.join_stats FINAL GROUP BY metric ORDER BY metric", {})
         return {r["metric"]: float(r["value"]) for r in rows}
+
+
+def _health(worst_alert: int, drifting: bool) -> str:
+    """critical or warning (a firing alert of that severity), drift (inputs drifted in the last windows, no
+    alert), info (only info alerts) or ok.
+
+    >>> _health(2, False), _health(1, True), _health(0, True), _health(0, False), _health(-1, False)
+    ('critical', 'warning', 'drift', 'info', 'ok')
+    """
+    if worst_alert >= 1:
+        return "critical" if worst_alert == 2 else "warning"
+    if drifting:
+        return "drift"
+    return "info" if worst_alert == 0 else "ok"
 
 
 def _columns(rows: list[dict[str, Any]], name: str, value: str) -> dict[str, Any]:

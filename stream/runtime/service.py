@@ -23,7 +23,7 @@ from stream.kafka.embedded import EmbeddedBroker, port_in_use
 from stream.kafka.security import client_options, describe
 from stream.kafka.topics import ensure_topics
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
-from stream.runtime.agents import Runtime
+from stream.runtime.agents import Runtime, fatal_exit
 from stream.runtime.telemetry import Telemetry
 from stream.runtime.web import build_web_app, start_web
 from stream.storage.clickhouse import ClickHouse
@@ -138,7 +138,7 @@ class Service:
         else:
             self.bootstrap = str(s.kafka_bootstrap_servers)
         asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
-        self.ch = ClickHouse(s.dsn, s.clickhouse_database)
+        self.ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
         migrate(self.ch, s.outcomes_ttl_days)
         self.ch.use_database()  # `/sql` resolves unqualified table names in the Driftwarden database
         telemetry = Telemetry()
@@ -182,8 +182,9 @@ class Service:
             code = exc.code if isinstance(exc.code, int) else 0
         else:  # pragma: no cover - execute_from_commandline always raises SystemExit
             code = 0
-        if runtime.failure:
-            raise UserError(f"{runtime.failure}; see the log above. Restarting resumes from the last checkpoint")
+        if runtime.failure:  # exit at once: Faust's non-daemon thread could hold the interpreter's exit
+            self._cleanup()
+            fatal_exit(runtime.failure)
         assert self.sink is not None
         self.sink.submit_nowait("window_metrics", WINDOW_METRIC_COLUMNS, runtime.final_rows())
         self.sink.wait_written(timeout=30)
@@ -202,6 +203,10 @@ class Service:
             return False, "worker starting"
         if self.sink is not None and self.sink.stats.failures and self.sink.pending:
             return False, f"ClickHouse writes failing: {self.sink.stats.last_error}"
+        too_late = self.runtime.too_late_by_model()
+        if any(too_late.values()):  # ready, but say that data was dropped
+            worst = sorted(too_late.items(), key=lambda kv: -kv[1])[:3]
+            return True, f"ok; items dropped as too late: {', '.join(f'{m} {n}' for m, n in worst)}"
         return True, "ok"
 
     def stop(self) -> None:

@@ -33,6 +33,11 @@ class Telemetry:
                                 registry=r)
         self.too_late = Counter("driftwarden_too_late_items_total",
                                 "Items for windows already evicted (dropped, counted)", registry=r)
+        self.too_late_by_model = Counter("driftwarden_model_too_late_items_total",
+                                         "Items for windows already evicted, per model", ["model"], registry=r)
+        self.folded = Counter("driftwarden_folded_items_total",
+                              "Items whose version or segment value was beyond its limit (counted as __other__)",
+                              ["kind"], registry=r)
         self.join_waiting = Gauge("driftwarden_join_waiting", "Predictions and labels waiting for the other side",
                                   registry=r)
         self.windows_open = Gauge("driftwarden_windows_open", "Windows held in memory", registry=r)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -27,19 +28,50 @@ def _chdb_path(dsn: str) -> Path:
     return Path(path)
 
 
-class ClickHouse:
-    """A thread-safe facade over a clickhouse-connect client."""
+@dataclass(frozen=True)
+class ServerAddress:
+    """An ``http(s)://user:password@host:port/database`` DSN, user and password percent-decoded."""
 
-    def __init__(self, dsn: str, database: str = "driftwarden", connect_timeout: float = 5.0) -> None:
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str
+    secure: bool
+
+
+def parse_server_dsn(dsn: str) -> ServerAddress:
+    """Split a server DSN; a password with ``@``, ``:`` or ``/`` is given percent-encoded (``%40``, ``%3A``, ``%2F``).
+
+    >>> server = parse_server_dsn("https://analyst%40corp:p%40ss%3Aw%2Frd@db.internal/monitoring")
+    >>> server.username, server.password, server.port, server.database
+    ('analyst@corp', 'p@ss:w/rd', 8443, 'monitoring')
+    >>> parse_server_dsn("http://db:8123").username
+    'default'
+    """
+    parts = urlsplit(dsn)
+    secure = parts.scheme == "https"
+    return ServerAddress(
+        host=parts.hostname or "localhost", port=parts.port or (8443 if secure else 8123),
+        username=unquote(parts.username) if parts.username else "default",
+        password=unquote(parts.password) if parts.password else "",
+        database=unquote(parts.path.strip("/")), secure=secure)
+
+
+class ClickHouse:
+    """A thread-safe facade over a clickhouse-connect client; ``tls``: clickhouse-connect's ``ca_cert``,
+    ``client_cert``, ``client_cert_key`` and ``verify`` for an https:// server (`Settings.clickhouse_tls`)."""
+
+    def __init__(self, dsn: str, database: str = "driftwarden", connect_timeout: float = 5.0,
+                 tls: dict[str, Any] | None = None) -> None:
         self.dsn = dsn
-        self.database = urlsplit(dsn).path.strip("/") if dsn.startswith("http") and urlsplit(dsn).path.strip("/") \
-            else database
+        self.database = (parse_server_dsn(dsn).database or database) if dsn.startswith("http") else database
         self._lock = threading.Lock()
-        self.client = self._connect(dsn, connect_timeout)
+        self.client = self._connect(dsn, connect_timeout, tls or {})
         self.embedded = dsn.startswith("chdb:")
 
     @staticmethod
-    def _connect(dsn: str, connect_timeout: float) -> Client:
+    def _connect(dsn: str, connect_timeout: float, tls: dict[str, Any]) -> Client:
         scheme = urlsplit(dsn).scheme
         shown = mask_dsn(dsn)
         if scheme == "chdb":
@@ -57,13 +89,16 @@ class ClickHouse:
             raise UserError(
                 f"unsupported ClickHouse DSN {shown!r}: use chdb:///abs/path or http://user:pass@host:8123/db"
             )
-        parts = urlsplit(dsn)
+        server = parse_server_dsn(dsn)
+        for name, path in tls.items():
+            if name != "verify" and not Path(path).is_file():
+                raise UserError(f"ClickHouse TLS file {path} ({name}) is not a readable file")
         try:
             with quiet_logger("clickhouse_connect"):
                 return clickhouse_connect.get_client(
-                    host=parts.hostname or "localhost", port=parts.port or 8123,
-                    username=parts.username or "default", password=parts.password or "",
-                    secure=scheme == "https", connect_timeout=connect_timeout, send_receive_timeout=60,
+                    host=server.host, port=server.port, username=server.username, password=server.password,
+                    secure=server.secure, connect_timeout=connect_timeout, send_receive_timeout=60,
+                    **(tls if server.secure else {}),
                 )
         except Exception as exc:
             text = str(exc)

@@ -166,5 +166,7 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
     assert set(after) == set(baseline)
     for key, metrics in baseline.items():
         for metric, (value, samples) in metrics.items():
+            if metric.startswith("estimate"):  # label-free estimates use the labels (and predictions) that had
+                continue  # arrived when the window closed: they depend on the processing order, which a crash changes
             assert after[key][metric][1] == samples, (key, metric)
             assert after[key][metric][0] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), (key, metric)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
 from stream.pipeline.aggregate import Aggregator
 from stream.pipeline.ingest import _new_batch
@@ -13,7 +15,8 @@ T0 = 1_700_000_000_000 - 1_700_000_000_000 % WINDOW_MS
 RULE = {"name": "low-acc", "kind": "threshold", "metric": "accuracy", "op": "<", "value": 0.8, "min_samples": 50}
 SPEC = ModelSpec(model_id="m", task="binary_classification", positive_class="1",
                  features=[FeatureSpec(name="x", type="numeric")], rules=[RULE],
-                 monitor=MonitorSettings(window_seconds=60, allowed_lateness_seconds=0, reference_events=10_000))
+                 monitor=MonitorSettings(window_seconds=60, allowed_lateness_seconds=0, reference_events=10_000,
+                                         label_delay_seconds=0))
 
 
 def _predictions(ids: range, ts: int) -> dict[str, Any]:
@@ -53,10 +56,46 @@ def test_labels_arriving_after_the_window_closed_fire_its_performance_rule_once(
     aggregator.apply(_outcomes(range(30), T0 + 1_000, "0"))
     assert _alerts(aggregator, now) == []  # 30 labels, accuracy 0: still below min_samples
     aggregator.apply(_outcomes(range(30, 100), T0 + 1_000, "0"))
-    assert _alerts(aggregator, now) == [("low-acc", "firing", 0.0)]
+    # every prediction is labelled now: the coverage alert of window 0 was a false alarm and resolves
+    assert _alerts(aggregator, now) == [("default-label-coverage", "resolved", 1.0), ("low-acc", "firing", 0.0)]
     assert _alerts(aggregator, now) == []  # nothing changed: nothing re-evaluated
     aggregator.apply(_predictions(range(200, 201), T0 + 1_500))  # a late prediction revises it again
     assert _alerts(aggregator, now) == []  # same verdict: no second event
+
+
+def test_estimate_rule_fires_at_close_before_labels_and_the_estimate_stays_frozen() -> None:
+    rule = {"name": "low-est", "kind": "threshold", "metric": "estimated_accuracy", "op": "<", "value": 0.8,
+            "min_samples": 50}
+    spec = SPEC.model_copy(update={"rules": [rule, {"disable": "default-label-coverage"}]})
+    aggregator = Aggregator(lambda _: spec)
+    batch = _predictions(range(100), T0 + 1_000)
+    batch["preds"]["score"] = [0.6] * 100  # predicted "1" at 0.6: 60% expected correct (no calibration yet)
+    aggregator.apply(batch)
+    aggregator.apply(_predictions(range(100, 101), T0 + 2 * WINDOW_MS))
+    now = T0 + 10 * WINDOW_MS
+    assert _alerts(aggregator, now) == [("low-est", "firing", 0.6)]
+    for i in range(10):  # labels of the window teach the calibrator that 0.6 means always "1"
+        aggregator.apply(_outcomes(range(i * 60, i * 60 + 60), T0 + 1_000, "1"))
+    rows = {(r[2], r[5]): r[6] for r in aggregator.window_rows() if r[3].timestamp() * 1000 == T0}
+    assert rows[("", "estimated_accuracy")] == 0.6  # frozen at close
+    assert rows[("", "accuracy")] == 1.0
+    assert rows[("", "estimate_reliable")] == 0.0  # the calibrator had no labels at the close
+    cal = aggregator.calibrators[("m", "1")]
+    assert cal.ready and cal.calibrate(np.array([0.9]))[0] == 1.0
+    restored = Aggregator.restore(aggregator.snapshot(), lambda _: spec)
+    assert restored.estimates == aggregator.estimates
+    assert restored.calibrators[("m", "1")].to_arrays()["labels"].tolist() == [600]
+
+
+def test_a_group_below_four_fifths_fires_the_default_fairness_rule() -> None:
+    spec = SPEC.model_copy(update={"protected_attributes": ["sex"], "rules": [{"disable": "default-label-coverage"}]})
+    aggregator = Aggregator(lambda _: spec)
+    batch = _predictions(range(400), T0 + 1_000)
+    batch["preds"]["seg"] = [{"sex": "f" if i % 2 else "m"} for i in range(400)]
+    batch["preds"]["pred"] = ["1" if (i % 2 == 0 or i % 4 == 1) else "0" for i in range(400)]  # m: 100%, f: 50%
+    aggregator.apply(batch)
+    aggregator.apply(_predictions(range(400, 401), T0 + 2 * WINDOW_MS))
+    assert _alerts(aggregator, T0 + 10 * WINDOW_MS) == [("default-disparate-impact:sex", "firing", 0.5)]
 
 
 def test_only_the_report_of_a_window_closing_is_marked_as_its_close() -> None:

@@ -135,9 +135,19 @@ def test_revision_of_a_window_to_active_fires_once() -> None:
     assert run(tracker, rule, [True], first=3) == []
     assert run(tracker, rule, [True], first=0) == []  # older than the revision horizon
     assert tracker.counts["stale"] == 1
-    # the latest window revised back to false counts toward resolution
-    assert run(tracker, rule, [False], first=3) == []
-    assert run(tracker, rule, [False], first=4) == [(4, "resolved")]
+    # the window that fired revised back to false: no window of the episode breaches, so it resolves at once
+    assert run(tracker, rule, [False], first=3) == [(3, "resolved")]
+    assert run(tracker, rule, [False], first=4) == []
+
+
+def test_a_revision_resolves_a_false_alarm_latest_or_not_but_not_while_another_window_breaches() -> None:
+    rule = make_rule(resolve_after=3, cooldown_windows=0)
+    tracker = AlertTracker()
+    assert run(tracker, rule, [True, True, None, None]) == [(0, "firing")]
+    assert run(tracker, rule, [False], first=0) == []  # window 1 still breaches
+    assert run(tracker, rule, [False], first=1) == [(1, "resolved")]  # neither is the latest window (3)
+    assert tracker.counts["fired"] == 1 and tracker.counts["resolved"] == 1
+    assert run(tracker, rule, [None, True], first=4) == [(5, "firing")]  # a new episode can fire
 
 
 def test_state_round_trip_keeps_silences_and_cooldown() -> None:

@@ -396,3 +396,101 @@ def test_log_sketch_counts_small_batches_the_same_as_one_batch(monkeypatch: pyte
     np.testing.assert_array_equal(merged.to_array(), whole.to_array())
     exact = np.percentile(values, qs * 100)
     assert np.all(np.abs(pieces.quantiles(qs) - exact) <= RELATIVE_ERROR * exact + 1e-12)
+
+
+# --- per-class, PR AUC and calibration metrics against scikit-learn ----------------------------------------
+
+
+def _binary_outcomes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scores = np.round(rng.uniform(0, 1, n), 3)  # on the 1/1000 grid: histogram metrics are then exact
+    truth = np.where(rng.uniform(0, 1, n) < scores, "yes", "no").astype(object)
+    pred = np.where(scores >= 0.5, "yes", "no").astype(object)
+    return truth, pred, scores
+
+
+def test_binary_pr_auc_brier_ece_per_class_against_sklearn() -> None:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import average_precision_score, brier_score_loss, precision_score, recall_score
+
+    rng = np.random.default_rng(3)
+    truth, pred, scores = _binary_outcomes(rng, 5000)
+    scores[:50] = 0.1  # scores on the inner calibration edges go to the lower bin, as in sklearn
+    scores[50:100] = 0.7
+    acc = binary()
+    for part in np.array_split(np.arange(truth.size), 7):
+        acc.add_outcomes(truth[part], pred[part], scores=scores[part])
+    m = acc.metrics()
+    y = truth == "yes"
+    assert m["pr_auc"] == (pytest.approx(average_precision_score(y, scores), abs=1e-12), 5000)
+    assert m["brier"] == (pytest.approx(brier_score_loss(y, scores), abs=1e-12), 5000)
+    prob_true, prob_pred = calibration_curve(y, scores, n_bins=10)
+    edges = np.linspace(0, 1, 11)[1:-1]
+    weights = np.bincount(np.searchsorted(edges, scores), minlength=10)
+    ece = float(np.sum(weights[weights > 0] / y.size * np.abs(prob_true - prob_pred)))
+    assert m["ece"] == (pytest.approx(ece, abs=1e-12), 5000)
+    for label in ("yes", "no"):
+        name = label if label == "yes" else "__not_positive__"
+        expected_p = precision_score(truth, pred, pos_label=label)
+        expected_r = recall_score(truth, pred, pos_label=label)
+        assert m[f"precision:{name}"][0] == pytest.approx(expected_p)
+        assert m[f"recall:{name}"][0] == pytest.approx(expected_r)
+    assert m["precision:yes"] == m["precision"] and m["recall:yes"] == m["recall"]
+
+
+def test_pr_auc_ties_within_a_bin_match_sklearn_ties() -> None:
+    from sklearn.metrics import average_precision_score
+
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    scores = np.array([0.9, 0.9, 0.5, 0.5, 0.5, 0.2, 0.2, 0.0])
+    acc = binary()
+    acc.add_outcomes(np.where(y == 1, "yes", "no"), np.full(8, "yes"), scores=scores)
+    assert acc.metrics()["pr_auc"][0] == pytest.approx(average_precision_score(y, scores))
+
+
+def test_calibration_metrics_one_class_empty_and_nan() -> None:
+    from sklearn.metrics import brier_score_loss
+
+    acc = binary()
+    m = acc.metrics()
+    assert all(math.isnan(m[k][0]) and m[k][1] == 0 for k in ("pr_auc", "brier", "ece"))
+    acc.add_outcomes(np.array(["no"] * 4), np.array(["no"] * 4), scores=np.array([0.1, NAN, 0.3, 0.9]))
+    m = acc.metrics()
+    assert math.isnan(m["pr_auc"][0])  # no positives: undefined (sklearn warns and returns 0)
+    assert m["brier"] == (pytest.approx(brier_score_loss([0, 0, 0], [0.1, 0.3, 0.9])), 3)
+    assert m["ece"] == (pytest.approx((0.1 + 0.3 + 0.9) / 3), 3)  # three bins, each all negative
+    assert m["precision:__not_positive__"] == (1.0, 4) and m["recall:__not_positive__"] == (1.0, 4)
+    assert math.isnan(m["precision:yes"][0]) and math.isnan(m["recall:yes"][0])
+
+
+def test_multiclass_per_class_precision_recall_against_sklearn() -> None:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rng = np.random.default_rng(5)
+    classes = np.array(["a", "b", "c", "d"])
+    truth = rng.choice(classes, 3000, p=[0.5, 0.3, 0.2, 0.0])
+    pred = np.where(rng.uniform(size=3000) < 0.6, truth, rng.choice(classes, 3000))
+    acc = WindowAccumulator("multiclass_classification")
+    acc.add_outcomes(truth, pred)
+    m = acc.metrics()
+    p, r, _, _ = precision_recall_fscore_support(truth, pred, labels=classes, zero_division=np.nan)
+    for i, name in enumerate(classes):
+        for metric, expected in (("precision", p[i]), ("recall", r[i])):
+            got = m[f"{metric}:{name}"][0]
+            assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected), (metric, name)
+    assert math.isnan(m["recall:d"][0]) and m["recall:d"][1] == 0  # never true: recall undefined
+
+
+def test_new_binary_state_survives_round_trip_and_merge() -> None:
+    rng = np.random.default_rng(9)
+    truth, pred, scores = _binary_outcomes(rng, 400)
+    whole, first, second = binary(), binary(), binary()
+    for acc in (whole, first):
+        acc.add_predictions(pred[:200], scores=scores[:200])
+        acc.add_outcomes(truth[:200], pred[:200], scores=scores[:200])
+    for acc in (whole, second):
+        acc.add_outcomes(truth[200:], pred[200:], scores=scores[200:])
+    first.merge(WindowAccumulator.from_bytes(second.to_bytes()))
+    assert_metrics_equal(first.metrics(), whole.metrics())
+    restored = WindowAccumulator.from_bytes(whole.to_bytes())
+    assert isinstance(restored.model, type(whole.model))
+    np.testing.assert_array_equal(restored.model.positive_scores, whole.model.positive_scores)  # type: ignore[union-attr]

@@ -71,7 +71,9 @@ def _feed_predictions(mon: ModelMonitor, events: list[dict[str, Any]], first: in
 def _run(model: str) -> Run:
     sc = Scenario(models=(model,), seed=3, start_ms=T0, drift_at_ms=T0 + DRIFT_WINDOW * WINDOW_MS,
                   label_delay_mean_ms=2000)  # fmt: skip
-    spec = ModelSpec.model_validate(sc.specs()[0])
+    raw = sc.specs()[0]
+    raw["monitor"] = {**raw.get("monitor", {}), "label_delay_seconds": 0}  # every label is in before the close
+    spec = ModelSpec.model_validate(raw)
     regression = spec.task == "regression"
     run = Run(spec, ModelMonitor(spec), sc.predictions(N_WINDOWS * 3000, rate_per_s=RATE))
     run.detections += _feed_predictions(run.monitor, run.events)
@@ -174,7 +176,7 @@ def test_drift_statistics_match_an_independent_computation() -> None:
     row = rows[("channel", "chi2")]
     assert row[7] == pytest.approx(chi2, rel=1e-9)
     assert row[8] == pytest.approx(pval, rel=1e-6, abs=1e-300)
-    assert row[9] == pytest.approx(0.01 / 7)  # Bonferroni over 6 features + the score
+    assert row[9] == pytest.approx(0.01 / 12)  # Bonferroni: KS + chi-square x (4 numeric + score), 2 chi2
     assert row[10] == 1
 
 
@@ -226,7 +228,8 @@ def small_spec(task: str = "binary_classification", **monitor: Any) -> ModelSpec
         task=task,  # type: ignore[arg-type]
         positive_class="1" if task == "binary_classification" else None,
         features=[FeatureSpec(name="x", type="numeric"), FeatureSpec(name="c", type="categorical")],
-        monitor=MonitorSettings(window_seconds=60, reference_events=100, min_samples=30, **monitor),
+        monitor=MonitorSettings(**{"window_seconds": 60, "reference_events": 100, "min_samples": 30,
+                                   "label_delay_seconds": 0, **monitor}),
     )
 
 
@@ -252,8 +255,8 @@ def test_builds_the_reference_from_the_first_n_events_only() -> None:
         ref = mon.reference
         assert ref is not None
         assert ref["x"] == profile_numeric(x)
-        deciles = np.quantile(x, np.arange(1, 10) / 10, method="inverted_cdf")
-        assert ref["x"].edges == tuple(np.unique(deciles))
+        percentiles = np.quantile(x, np.arange(1, 100) / 100, method="inverted_cdf")
+        assert ref["x"].edges == tuple(np.unique(percentiles))
         assert ref["c"] == profile_categorical(np.array([f["c"] for f in feats[:100]], dtype=object))
         assert ref["__score__"] == profile_numeric(scores[:100])
         sketch = mon.windows[("1", T0)]

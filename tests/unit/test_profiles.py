@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from stream.monitor.profiles import (
+    DEFAULT_BINS,
     FeatureProfile,
     bin_counts,
     profile_categorical,
@@ -33,7 +34,7 @@ def reference() -> pd.DataFrame:
     return pd.DataFrame({"x": x, "e": with_nan, "colour": colour, "ignored": np.arange(1000)})
 
 
-def check_numeric(p: FeatureProfile, x: np.ndarray, bins: int = 10) -> None:
+def check_numeric(p: FeatureProfile, x: np.ndarray, bins: int = DEFAULT_BINS) -> None:
     v = x[~np.isnan(x)]
     edges = np.unique(np.quantile(v, np.arange(1, bins) / bins, method="inverted_cdf"))
     np.testing.assert_array_equal(p.edges, edges)
@@ -57,7 +58,7 @@ def test_profile_file_matches_numpy(tmp_path: Path, reference: pd.DataFrame, suf
     x = pd.read_csv(path)["x"].to_numpy() if suffix == ".csv" else reference["x"].to_numpy()
     check_numeric(prof["x"], x)
     check_numeric(prof["e"], reference["e"].to_numpy())
-    assert len(prof["x"].counts) == 10  # continuous data: no duplicate edges
+    assert len(prof["x"].counts) == DEFAULT_BINS  # continuous data: no duplicate edges
     c = prof["colour"]
     expected = reference["colour"].value_counts().sort_index()
     assert c.categories == tuple(expected.index)
@@ -100,7 +101,7 @@ def test_bin_counts_numeric_matches_histogram_and_merges() -> None:
     np.testing.assert_array_equal(counts, right_closed_hist(w, edges))
     assert counts.sum() == len(w) - 1
     np.testing.assert_array_equal(bin_counts(p, w[:300]) + bin_counts(p, w[300:]), counts)
-    np.testing.assert_array_equal(bin_counts(p, np.array([])), np.zeros(10))
+    np.testing.assert_array_equal(bin_counts(p, np.array([])), np.zeros(len(p.counts)))
 
 
 def test_bin_counts_categorical_new_slot_and_missing() -> None:

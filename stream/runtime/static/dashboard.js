@@ -32,6 +32,8 @@
   const fmt = (v, digits) => (v === null || v === undefined ? "–" : Math.abs(v) >= 1000 ?
     Math.round(v).toLocaleString("en") : Number(v).toFixed(digits === undefined ? 3 : digits));
   const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %");
+  const COMPACT = new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: 4 });
+  const compact = (v) => (v === null || v === undefined ? "" : Math.abs(v) >= 1000 ? COMPACT.format(v) : String(+v.toPrecision(4)));
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) + "Z" : "–");
 
   function token() {
@@ -102,7 +104,7 @@
           label: n, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false,
           points: { show: t.length <= 40, size: 4 },
         }))],
-        axes: [{}, { size: 56 }],
+        axes: [{}, { size: 60, values: (u, vals) => vals.map(compact) }],
         hooks: { draw: [drawMarkers] },
       };
       chart = charts[id] = { key, plot: new uPlot(opts, data, el) };
@@ -125,9 +127,10 @@
     el.dataset.points = String(countPoints(data));
   }
 
-  function badge(health, firing) {
-    const text = health === "ok" ? "healthy" : `${health} (${firing} firing)`;
-    return `<span class="badge health-${esc(health)}">${esc(text)}</span>`;
+  function badge(health, firing, drifted) {
+    const text = health === "ok" ? "healthy" : health === "drift" ? "inputs drifting" : `${health} (${firing} firing)`;
+    const tip = drifted && drifted.length ? "drifted inputs in the last windows: " + drifted.join(", ") : "";
+    return `<span class="badge health-${esc(health)}" title="${esc(tip)}">${esc(text)}</span>`;
   }
 
   /* ---- overview ------------------------------------------------------------------------------------ */
@@ -135,15 +138,17 @@
   function renderOverview(models) {
     if (!changed("overview", models)) return;
     const rows = models.map((m, i) => `<tr data-model="${esc(m.model_id)}" data-health="${esc(m.health)}">
-      <td>${badge(m.health, m.firing)}</td>
+      <td>${badge(m.health, m.firing, m.drifted_features)}</td>
       <td><a href="${REPORT ? "#" : "?model=" + encodeURIComponent(m.model_id) + "&range=" + encodeURIComponent(state.range)}">${esc(m.model_id)}</a></td>
       <td class="num">${fmt(m.predictions, 0)}</td><td class="num">${fmt(m.windows, 0)}</td>
       <td class="num">${pct(m.label_coverage)}</td>
       <td>${esc(m.headline || "–")}</td><td class="num">${fmt(m.headline_value)}</td>
+      <td class="drifted">${esc(m.drifted_features.join(", ") || "–")}</td>
       <td><div class="spark" id="spark-${i}"></div></td></tr>`).join("");
     app.innerHTML = `<h2>Models</h2><table id="models"><thead><tr><th>health</th><th>model</th>
-      <th>predictions</th><th>windows</th><th>label coverage</th><th>headline</th><th>latest</th><th>trend</th></tr>
-      </thead><tbody>${rows || '<tr><td colspan="8" class="muted">no model has data in this range yet</td></tr>'}
+      <th>predictions</th><th>windows</th><th>label coverage</th><th>headline</th><th>latest</th>
+      <th>drifted inputs (last windows)</th><th>trend</th></tr>
+      </thead><tbody>${rows || '<tr><td colspan="9" class="muted">no model has data in this range yet</td></tr>'}
       </tbody></table>`;
     models.forEach((m, i) => sparkline(document.getElementById("spark-" + i), m.sparkline.t, m.sparkline.v));
   }
@@ -157,7 +162,7 @@
       <div id="summary"></div>
       <p>version <select id="version"></select> segment <select id="segment"></select>
         <span class="marker-note">dashed lines: <span style="color:#d98a1c">drift detections</span>,
-        <span style="color:#c8372d">alerts fired</span></span></p>
+        <span style="color:#c8372d">alerts (at the window they judged)</span></span></p>
       <h2>Metrics per window</h2><div id="metrics" class="grid"></div>
       <h2>Feature drift (${"PSI"} per window; ● = drifted by at least one test)</h2><div id="heatmap"></div>
       <h2>Data quality</h2><div id="quality" class="grid"></div>
@@ -226,7 +231,7 @@
     if (!changed("heatmap", h)) return;
     const el = document.getElementById("heatmap");
     if (!h.features.length) { el.innerHTML = '<p class="muted">no drift tests in this range</p>'; return; }
-    const head = h.windows.map((t) => `<th class="win">${esc(time(t).slice(11, 16))}</th>`).join("");
+    const head = h.windows.map((t) => `<th class="win">${esc(time(t).slice(11, 19))}</th>`).join("");
     const rows = h.features.map((f, i) => `<tr><th class="feature">${esc(f)}</th>` + h.windows.map((t, j) => {
       const v = h.statistic[i][j];
       const tip = `${f} @ ${time(t)}: ${h.test} ${v === null ? "insufficient data" : fmt(v, 4)}` +
@@ -287,11 +292,12 @@
     options("version", d.versions.length ? d.versions : [d.version], d.version, (v) => v || "(none)");
     options("segment", d.segments, d.segment, (s) => s || "all (population)");
     const s = overviewEntry;
-    const summary = s ? `<p>${badge(s.health, s.firing)} &nbsp; ${fmt(s.predictions, 0)} predictions in ${fmt(s.windows, 0)}
-      windows, label coverage ${pct(s.label_coverage)}, ${esc(s.headline || "")} ${fmt(s.headline_value)}</p>` : "";
+    const summary = s ? `<p>${badge(s.health, s.firing, s.drifted_features)} &nbsp; ${fmt(s.predictions, 0)} predictions in ${fmt(s.windows, 0)}
+      windows, label coverage ${pct(s.label_coverage)}, ${esc(s.headline || "")} ${fmt(s.headline_value)}${
+      s.drifted_features.length ? "; drifted inputs in the last windows: " + esc(s.drifted_features.join(", ")) : ""}</p>` : "";
     if (changed("summary", summary)) document.getElementById("summary").innerHTML = summary;
     const markers = d.drift_events.map((e) => ({ t: e.t, color: "#d98a1c" }))
-      .concat(d.alerts.map((a) => ({ t: a.fired_at, color: "#c8372d", dash: [2, 2] })));
+      .concat(d.alerts.map((a) => ({ t: a.window_ms || a.fired_at, color: "#c8372d", dash: [2, 2] })));
     renderMetrics(d, markers);
     renderHeatmap(d.heatmap);
     renderQuality(d.quality, markers);
