@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -89,7 +88,7 @@ def resolve_bootstrap(settings: Settings | None = None) -> tuple[str, bool]:
 
     s = settings or Settings()
     runtime = read_runtime(s.data_dir)
-    if runtime is not None and runtime.get("bootstrap_servers") and _alive(runtime.get("pid")):
+    if runtime is not None and runtime.get("bootstrap_servers"):  # read_runtime checked pid and port
         return str(runtime["bootstrap_servers"]), bool(runtime.get("embedded_broker", False))
     if s.kafka_bootstrap_servers:
         return s.kafka_bootstrap_servers, False
@@ -97,18 +96,6 @@ def resolve_bootstrap(settings: Settings | None = None) -> tuple[str, bool]:
         f"no Kafka to produce to: start the service with `driftwarden up` (data dir {s.data_dir}), "
         "or set DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS=host:port"
     )
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _dump(event: PredictionEvent | GroundTruthEvent, limits: Limits) -> bytes:

@@ -92,6 +92,23 @@ class Settings(BaseSettings):
                             max_event_age_ms=self.max_event_age_days * 86_400_000, max_models=self.max_models,
                             max_features_per_model=self.max_features_per_model)
 
+    # --- security: HTTP endpoint and read-only SQL (issue 11)
+    web_token: SecretStr | None = Field(
+        None, description="bearer token required by /sql and every data endpoint; /healthz /readyz /metrics stay open")
+    web_allow_open: bool = Field(False, description="allow a non-loopback DRIFTWARDEN_WEB_HOST without a token")
+    web_read_timeout_seconds: float = Field(10.0, gt=0, description="a request must arrive whole within this")
+    web_max_connections: int = Field(256, ge=1, description="open HTTP connections at most (more are refused)")
+    web_max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
+    sql_max_execution_seconds: float = Field(10.0, gt=0, description="time limit of one /sql query")
+    sql_max_memory_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20, description="memory limit of one /sql query")
+    sql_max_rows_to_read: int = Field(1_000_000_000, ge=1, description="rows one /sql query may read")
+    sql_max_bytes_to_read: int = Field(50 * 1024**3, ge=1, description="bytes one /sql query may read")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="rows one /sql query returns at most (streamed)")
+    sql_max_threads: int = Field(2, ge=1, description="engine threads of one /sql query (ingest keeps the rest)")
+    sql_queue: int = Field(8, ge=0, description="/sql queries waiting behind the running one; more get 503")
+    ready_stall_seconds: float = Field(
+        60.0, gt=0, description="/readyz fails when input waits and nothing was processed for this long")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -127,8 +144,10 @@ class Settings(BaseSettings):
         out["webhook_secret"] = "***" if self.webhook_secret else ""
         out["webhook_url"] = mask_dsn(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
-        for secret in ("kafka_sasl_password", "kafka_ssl_key_password"):
+        out["schema_registry_url"] = mask_dsn(self.schema_registry_url) if self.schema_registry_url else None
+        for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
             out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
+        out["web_token"] = "***" if self.web_token else None
         return out
 
     # --- alert routing, no-data and label maturity (issue 15)
@@ -153,7 +172,7 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.web_host in ("0.0.0.0", "") else self.web_host
         return f"http://{host}:{self.web_port}"
 
-    # --- Kafka security, ClickHouse TLS (issue 14)
+    # --- Kafka security, ClickHouse TLS, schema-registry payloads (issue 14)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every client reaches an external Kafka (the embedded broker is PLAINTEXT)")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
@@ -169,6 +188,18 @@ class Settings(BaseSettings):
     clickhouse_client_cert: Path | None = Field(None, description="client certificate (PEM) for ClickHouse mTLS")
     clickhouse_client_key: Path | None = Field(None, description="private key (PEM) of the ClickHouse client cert")
     clickhouse_verify: bool = Field(True, description="verify the ClickHouse server certificate (https://)")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-compatible schema registry for avro / json_schema payloads (mock:// in tests)")
+    schema_registry_username: str = Field("", description="schema registry basic-auth user (an API key)")
+    schema_registry_password: SecretStr = Field(SecretStr(""), description="schema registry basic-auth password")
+    payload_format_predictions: Literal["json", "avro", "json_schema"] = Field(
+        "json", description="value format on the predictions topic (avro / json_schema: schema-registry framing)")
+    payload_format_ground_truth: Literal["json", "avro", "json_schema"] = Field(
+        "json", description="value format on the ground_truth topic")
+    field_map_predictions: dict[str, str] = Field(
+        default_factory=dict, description='JSON {"our field": "their.field.path"}, e.g. {"prediction_id": '
+        '"request_id", "features": "inputs.features"}')
+    field_map_ground_truth: dict[str, str] = Field(default_factory=dict, description="same for ground truth")
 
     @property
     def clickhouse_tls(self) -> dict[str, Any]:

@@ -61,8 +61,8 @@ _STATE_STYLE = {"firing": "bold red", "resolved": "bold green"}
 
 
 def _lit(value: str) -> str:
-    """A ClickHouse string literal; ``--`` and ``/*`` are escaped (``\\x2D``, ``\\x2A``) because the read-only
-    guard (`stream.storage.sqlguard`) strips comments before it recognises string literals."""
+    """A ClickHouse string literal; ``--`` and ``/*`` are escaped (``\\x2D``, ``\\x2A``) so that nothing in the
+    statement reads as a comment to a tool that scans SQL text."""
     text = value.replace("\\", "\\\\").replace("'", "\\'")
     return "'" + text.replace("--", "-\\x2D").replace("/*", "/\\x2A") + "'"
 

@@ -72,6 +72,7 @@ Reason = Literal[
     "too_many_models",
     "too_many_model_features",
     "processing_error",
+    "undecodable",
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -60,6 +61,7 @@ class IngestConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = False
         self.partitions = 0  # of the input topics (co-partitioned), from the cluster's metadata
+        self.progress_at = time.monotonic()  # when a batch was last handled (for /readyz)
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.options)  # needs the running loop
@@ -80,6 +82,7 @@ class IngestConsumer:
                                        for messages in fetched.values() for m in messages])
                     for tp, messages in fetched.items():
                         self.positions[tp] = self.read_to[tp] = messages[-1].offset + 1
+                    self.progress_at = time.monotonic()
         finally:
             await self.consumer.stop()
 
@@ -93,6 +96,13 @@ class IngestConsumer:
             if high is not None and read is not None:
                 out[tp.topic] = out.get(tp.topic, 0) + max(0, high - read)
         return out
+
+    def stalled_seconds(self) -> float:
+        """For how long records have been waiting while nothing was handled (0 when nothing waits)."""
+        if not any(self.lag().values()):
+            self.progress_at = time.monotonic()
+            return 0.0
+        return time.monotonic() - self.progress_at
 
     async def commit(self) -> None:
         """Commit what the last checkpoint covers (call with the lock held, right after the checkpoint)."""

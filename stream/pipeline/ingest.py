@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from stream.contracts.events import (
+    ContractError,
     DeadLetter,
     GroundTruthEvent,
     Limits,
     ModelSpec,
     PredictionEvent,
     Reason,
+    Rejection,
     dead_letter,
     decode_ground_truth,
     decode_predictions,
     epoch_ms,
+    validate_ground_truth,
+    validate_prediction,
 )
 from stream.contracts.registry import RegisteredModel, Registry, infer_spec
 from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.join import JoinResult, JoinState
 
 PREDICTIONS, GROUND_TRUTH = 0, 1
+
+PayloadDecoder = Callable[[bytes], Any]
+"""Turns one record value into a mapping for the event contracts, raising ValueError with the reason when it
+cannot; `stream.kafka.payloads` builds them from the settings (schema-registry formats, field mapping)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +175,9 @@ class Ingest:
 
     def __init__(self, registry: Registry, limits: Limits, topic_predictions: str, topic_ground_truth: str,
                  max_delay_ms: int, duplicate_policy: str = "first", auto_register: bool = True,
-                 bounds: IngestBounds | None = None) -> None:
+                 bounds: IngestBounds | None = None, payloads: Mapping[str, PayloadDecoder] | None = None) -> None:
         self.registry = registry
+        self.payloads = dict(payloads or {})  # topic -> decoder of non-JSON payloads (or mapped field names)
         self.bounds = bounds or IngestBounds()
         self._poison: list[DeadLetter] = []
         self.limits = limits
@@ -300,10 +309,39 @@ class Ingest:
         result.dead_letters.append(dead_letter(record.topic, record.partition, record.offset, record.key,
                                                record.value, reason, error, self.limits))
 
+    def _decode_payloads(self, records: list[RawRecord], payload: PayloadDecoder,
+                         validate: Any) -> tuple[list[Any], list[Rejection]]:
+        """Decode with ``payload`` (a schema-registry format, or JSON with mapped field names), then validate
+        with the same contracts as JSON; undecodable payloads are rejected with the decoder's reason."""
+        events: list[Any] = []
+        rejections: list[Rejection] = []
+        max_bytes = self.limits.max_message_bytes
+        for index, record in enumerate(records):
+            value = record.value or b""
+            if len(value) > max_bytes:
+                rejections.append(Rejection(index, "too_large",
+                                            f"message is {len(value)} bytes, above the limit of {max_bytes} bytes"))
+                continue
+            try:
+                obj = payload(value)
+            except ValueError as exc:
+                rejections.append(Rejection(index, "undecodable", str(exc)[:1000]))
+                continue
+            try:
+                events.append(validate(obj, self.limits))
+            except ContractError as exc:
+                rejections.append(Rejection(index, exc.reason, str(exc)))
+        return events, rejections
+
     def _decoded(self, records: list[RawRecord], decode: Any, result: IngestResult,
                  now_ms: int) -> list[tuple[RawRecord, Any, int]]:
         """Valid events with their records and event times (epoch ms); the others become dead letters."""
-        events, rejections = decode([r.value for r in records], self.limits)  # values are non-empty bytes
+        payload = self.payloads.get(records[0].topic)
+        if payload is None:
+            events, rejections = decode([r.value for r in records], self.limits)  # values are non-empty bytes
+        else:
+            validate = validate_prediction if decode is decode_predictions else validate_ground_truth
+            events, rejections = self._decode_payloads(records, payload, validate)
         rejected = {r.index for r in rejections}
         for r in rejections:
             self._reject(result, records[r.index], r.reason, r.error)

@@ -34,6 +34,7 @@ from stream.contracts.events import AlertEvent, DeadLetter, ModelSpec
 from stream.contracts.registry import RegisteredModel, Registry, encode, infer_spec
 from stream.errors import UserError
 from stream.kafka.ingest_consumer import IngestConsumer
+from stream.kafka.payloads import payload_decoders
 from stream.kafka.security import client_options, faust_credentials
 from stream.kafka.tansu_compat import faust_overrides
 from stream.monitor.report import (
@@ -80,6 +81,7 @@ class Runtime:
             self.registry, settings.limits, settings.topic_predictions, settings.topic_ground_truth,
             settings.max_label_delay_seconds * 1000, settings.duplicate_label_policy,
             auto_register=settings.unregistered_model == "auto_register", bounds=settings.ingest_bounds,
+            payloads=payload_decoders(settings),
         )
         self.aggregators: dict[int, Aggregator] = {}
         self.checkpoints = CheckpointStore(ch, sink)

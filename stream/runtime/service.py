@@ -5,14 +5,10 @@ the Faust worker in one process, shut down cleanly on exit, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -24,54 +20,33 @@ from stream.kafka.security import client_options, describe
 from stream.kafka.topics import ensure_topics
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
 from stream.runtime.agents import Runtime, fatal_exit
+from stream.runtime.local_files import data_dir_lock, is_loopback, read_runtime, remove_runtime, write_runtime
 from stream.runtime.telemetry import Telemetry
-from stream.runtime.web import build_web_app, start_web
+from stream.runtime.web import WebLimits, build_web_app, start_web
 from stream.storage.clickhouse import ClickHouse
 from stream.storage.migrations import migrate
+from stream.storage.readonly_sql import ReadOnlySQL, SQLLimits
 from stream.storage.sink import Sink
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FILE = "runtime.json"
+__all__ = ["Service", "check_bind", "data_dir_lock", "read_runtime", "sql_limits"]
 
 
-@contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the data directory; a second `driftwarden up` on it gets one clear line."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "driftwarden.lock"
-    handle = open(path, "a+")  # noqa: SIM115
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UserError(
-                f"driftwarden is already running on {data_dir} (pid {holder}): stop it first, or set "
-                "DRIFTWARDEN_DATA_DIR to another directory"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+def sql_limits(s: Settings) -> SQLLimits:
+    """The limits of read-only SQL queries, from the settings."""
+    return SQLLimits(max_execution_seconds=s.sql_max_execution_seconds, max_memory_bytes=s.sql_max_memory_bytes,
+                     max_rows_to_read=s.sql_max_rows_to_read, max_bytes_to_read=s.sql_max_bytes_to_read,
+                     max_result_rows=s.sql_max_result_rows, max_threads=s.sql_max_threads)
 
 
-def read_runtime(data_dir: Path) -> dict[str, Any] | None:
-    """Where the running service listens (written by `up`), or None when it is not running."""
-    try:
-        info = dict(json.loads((data_dir / RUNTIME_FILE).read_text()))
-        os.kill(int(info["pid"]), 0)  # left behind by a killed service?
-    except (OSError, ValueError, KeyError):
-        return None
-    return info
-
-
+def check_bind(s: Settings) -> None:
+    """Refuse to serve data on a non-loopback address without a token (unless told to run open)."""
+    if not is_loopback(s.web_host) and s.web_token is None and not s.web_allow_open:
+        raise UserError(
+            f"refusing to serve /sql on {s.web_host} without a token: set DRIFTWARDEN_WEB_TOKEN (or "
+            "DRIFTWARDEN_WEB_ALLOW_OPEN=true to run open on purpose, or DRIFTWARDEN_WEB_HOST=127.0.0.1)"
+        )
 
 
 class CheckpointingWorker(faust.Worker):
@@ -110,6 +85,7 @@ class Service:
         self.announce = announce
         self.broker: EmbeddedBroker | None = None
         self.ch: ClickHouse | None = None
+        self.sql: ReadOnlySQL | None = None
         self.sink: Sink | None = None
         self.runtime: Runtime | None = None
         self.worker: faust.Worker | None = None
@@ -119,6 +95,7 @@ class Service:
 
     def run(self) -> int:
         s = self.settings
+        check_bind(s)
         with data_dir_lock(s.data_dir):
             if port_in_use(s.web_host, s.web_port):
                 raise UserError(
@@ -140,7 +117,7 @@ class Service:
         asyncio.run(ensure_topics(self.bootstrap, s, security=client_options(s, s.embedded_kafka)))
         self.ch = ClickHouse(s.dsn, s.clickhouse_database, tls=s.clickhouse_tls)
         migrate(self.ch, s.outcomes_ttl_days)
-        self.ch.use_database()  # `/sql` resolves unqualified table names in the Driftwarden database
+        self.sql = ReadOnlySQL(s.dsn, s.clickhouse_database, sql_limits(s), tls=s.clickhouse_tls)
         telemetry = Telemetry()
 
         def written(table: str, seconds: float) -> None:
@@ -155,7 +132,11 @@ class Service:
 
         async def serve_http() -> None:
             assert self.ch is not None
-            web_app = build_web_app(self.ch, telemetry.registry, self.ready)
+            limits = WebLimits(
+                token=s.web_token.get_secret_value() if s.web_token else None,
+                read_timeout=s.web_read_timeout_seconds, max_connections=s.web_max_connections,
+                max_body_bytes=s.web_max_body_bytes, sql_queue=s.sql_queue)
+            web_app = build_web_app(self.ch, telemetry.registry, self.ready, self.sql, limits)
             runner = await start_web(web_app, s.web_host, s.web_port)
             self._write_runtime()
             self.announce(self.banner())
@@ -203,6 +184,11 @@ class Service:
             return False, "worker starting"
         if self.sink is not None and self.sink.stats.failures and self.sink.pending:
             return False, f"ClickHouse writes failing: {self.sink.stats.last_error}"
+        consumer = self.runtime.ingest_consumer
+        stalled = consumer.stalled_seconds()
+        if stalled > self.settings.ready_stall_seconds:
+            waiting = sum(consumer.lag().values())
+            return False, f"pipeline stalled: {waiting} input records waiting, none handled for {stalled:.0f} s"
         too_late = self.runtime.too_late_by_model()
         if any(too_late.values()):  # ready, but say that data was dropped
             worst = sorted(too_late.items(), key=lambda kv: -kv[1])[:3]
@@ -232,13 +218,14 @@ class Service:
         s = self.settings
         info = {"pid": os.getpid(), "bootstrap_servers": self.bootstrap, "embedded_broker": self.broker is not None,
                 "web_url": f"http://{s.web_host}:{s.web_port}", "database": s.clickhouse_database}
-        (s.data_dir / RUNTIME_FILE).write_text(json.dumps(info))
+        write_runtime(s.data_dir, info)
 
     def _cleanup(self) -> None:
-        with contextlib.suppress(OSError):
-            (self.settings.data_dir / RUNTIME_FILE).unlink()
+        remove_runtime(self.settings.data_dir)
         if self.sink is not None:
             self.sink.stop()
+        if self.sql is not None:
+            self.sql.close()
         if self.ch is not None:
             self.ch.close()
         if self.broker is not None:

@@ -126,23 +126,8 @@ class ClickHouse:
             self.client.insert(table, list(rows), column_names=list(column_names), database=self.database,
                                settings=settings)
 
-    def use_database(self) -> None:
-        """Make the Driftwarden database the default of unqualified table names (once it exists)."""
-        with self._lock:
-            self.client.database = self.database
-
-    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Like :meth:`query_rows`, but an empty result of a SELECT still names its columns (for ``/sql``)."""
-        columns, rows = self.query_rows(sql)
-        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-        if not columns and head in ("SELECT", "WITH"):
-            _, described = self.query_rows(f"DESCRIBE TABLE ({sql})")
-            columns = [str(r[0]) for r in described]
-        return columns, rows
-
     async def aquery_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """:meth:`query_named` in a thread."""
-        return await asyncio.to_thread(self.query_named, sql)
+        return await asyncio.to_thread(self.query_rows, sql)
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_until
+from tests.integration.conftest import http_json
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,9 @@ def test_readme_commands_run_as_written_on_the_examples(make_worker: Any) -> Non
     shown = _cli(worker.env, commands[-1][1:]).stdout.splitlines()
     assert shown[0] == "window_start\tsegment\tmetric\tvalue" and len(shown) == 21, shown
     assert shown[1].startswith("2026-01-01T09:00:00Z\t\t"), shown[1]  # the first window, all segments ('')
+
+    status, empty = http_json(worker.url + "/sql", b"SELECT model_id, value FROM window_metrics WHERE model_id = ''")
+    assert status == 200 and empty["columns"] == ["model_id", "value"] and empty["rows"] == [], empty
 
     query = ("SELECT window_start, segment, metric, value, samples FROM window_metrics_latest "
              "WHERE model_id = 'my-model' ORDER BY window_start, segment, metric")

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -199,13 +200,27 @@ async def test_async_producer_validates_and_counts(tmp_path: Path) -> None:
 
 def test_bootstrap_prefers_the_running_service_then_configuration(tmp_path: Path) -> None:
     runtime = tmp_path / "runtime.json"
-    runtime.write_text(json.dumps({"pid": os.getpid(), "bootstrap_servers": "127.0.0.1:1111",
-                                   "embedded_broker": True}))
-    configured = Settings(data_dir=tmp_path, kafka_bootstrap_servers="kafka:9092")
-    assert resolve_bootstrap(configured) == ("127.0.0.1:1111", True)
-    dead = 2**22 + 12345  # above the default pid_max (4194304), so no such process
-    runtime.write_text(json.dumps({"pid": dead, "bootstrap_servers": "127.0.0.1:1111"}))
-    assert resolve_bootstrap(configured) == ("kafka:9092", False)
+    with socket.socket() as listening:  # this process plays the service: it owns the web port
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        runtime.write_text(json.dumps({"pid": os.getpid(), "bootstrap_servers": "127.0.0.1:1111",
+                                       "embedded_broker": True, "web_url": f"http://127.0.0.1:{port}"}))
+        configured = Settings(data_dir=tmp_path, kafka_bootstrap_servers="kafka:9092")
+        assert resolve_bootstrap(configured) == ("127.0.0.1:1111", True)
+        forged = {"pid": os.getppid(), "bootstrap_servers": "127.0.0.1:1111", "web_url": f"http://127.0.0.1:{port}"}
+        runtime.write_text(json.dumps(forged))  # a live pid that does not own the port
+        assert resolve_bootstrap(configured) == ("kafka:9092", False)
+        runtime.write_text(json.dumps({**forged, "pid": os.getpid(), "web_url": f"http://10.1.2.3:{port}"}))
+        assert resolve_bootstrap(configured) == ("kafka:9092", False)  # not this machine
+        dead = 2**22 + 12345  # above the default pid_max (4194304), so no such process
+        runtime.write_text(json.dumps({**forged, "pid": dead}))
+        assert resolve_bootstrap(configured) == ("kafka:9092", False)
+        real = tmp_path / "elsewhere.json"
+        real.write_text(json.dumps({**forged, "pid": os.getpid()}))
+        runtime.unlink()
+        runtime.symlink_to(real)  # links are not followed
+        assert resolve_bootstrap(configured) == ("kafka:9092", False)
     runtime.unlink()
     with pytest.raises(UserError, match="driftwarden up"):
         resolve_bootstrap(settings(tmp_path))

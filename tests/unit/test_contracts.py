@@ -328,6 +328,7 @@ def test_reasons() -> None:
         "too_many_models",
         "too_many_model_features",
         "processing_error",
+        "undecodable",
     }
 
 

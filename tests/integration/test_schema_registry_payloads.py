@@ -1,0 +1,123 @@
+"""Schema-registry payloads: an Avro prediction stream in a model server's own shape (registered schema,
+produced with confluent-kafka's AvroSerializer to the real broker, field names mapped by configuration) yields
+the same window metrics as the same events in JSON.
+
+The registry is confluent-kafka's in-memory one (``mock://``). Its state lives in one client object, not
+shared between processes, so the pipeline stages (ingest with the Avro decoder, join, aggregate) run here in
+the test process, reading the records back from the broker; the worker process builds the same decoders from
+its settings (`stream.kafka.payloads.payload_decoders`, unit-tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from stream.config import Settings
+from stream.contracts.events import Limits
+from stream.contracts.registry import Registry
+from stream.kafka.clients import read_to_end
+from stream.kafka.embedded import EmbeddedBroker
+from stream.kafka.payloads import payload_decoders
+from stream.pipeline.aggregate import Aggregator
+from stream.pipeline.ingest import Ingest, RawRecord
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = """{"type": "record", "name": "ScoredRequest", "namespace": "shop.ml", "fields": [
+  {"name": "request_id", "type": "string"}, {"name": "model", "type": "string"},
+  {"name": "version", "type": "string"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "inputs", "type": {"type": "record", "name": "Inputs", "fields": [
+    {"name": "features", "type": {"type": "map", "values": ["null", "double", "string"]}}]}},
+  {"name": "prediction", "type": "string"}, {"name": "score", "type": "double"}]}"""
+FIELD_MAP = {"prediction_id": "request_id", "model_id": "model", "model_version": "version", "timestamp": "ts",
+             "features": "inputs.features"}
+N = 300
+
+
+def _events(t0: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    predictions, labels = [], []
+    for i in range(N):
+        score = (i * 37 % 100) / 100
+        predictions.append({"request_id": f"r{i}", "model": "avro-churn", "version": "3", "ts": t0 + i * 1000,
+                            "inputs": {"features": {"tenure": float(i % 24), "plan": ["free", "pro"][i % 2],
+                                                    "spend": None if i % 7 == 0 else i * 1.5}},
+                            "prediction": "yes" if score >= 0.5 else "no", "score": score})
+        if i % 5:
+            labels.append({"prediction_id": f"r{i}", "label": "yes" if (i * 13) % 3 else "no",
+                           "timestamp": t0 + i * 1000 + 30_000})
+    return predictions, labels
+
+
+def _as_json(p: dict[str, Any]) -> bytes:
+    return orjson.dumps({"prediction_id": p["request_id"], "model_id": p["model"], "model_version": p["version"],
+                         "timestamp": p["ts"], "features": p["inputs"]["features"], "prediction": p["prediction"],
+                         "score": p["score"]})
+
+
+def _windows(bootstrap: str, topics: tuple[str, str], settings: Settings,
+             registry_client: SchemaRegistryClient | None) -> tuple[dict[tuple[Any, ...], float], dict[str, int]]:
+    """Run ingest, join and aggregate over everything on ``topics``; window metrics and dead-letter reasons."""
+    records = []
+    for topic in topics:
+        records += [RawRecord(topic, r.partition, r.offset, r.key, r.value, tuple(r.headers), r.timestamp)
+                    for r in asyncio.run(read_to_end(bootstrap, topic, 30))]
+    registry = Registry()
+    decoders = payload_decoders(settings, registry_client) if registry_client else {}
+    ingest = Ingest(registry, Limits(), topics[0], topics[1], 7 * 86_400_000, payloads=decoders)
+    result = ingest.process(records)
+    dead: dict[str, int] = {}
+    for letter in result.dead_letters:
+        dead[letter.reason] = dead.get(letter.reason, 0) + 1
+    aggregator = Aggregator(lambda model_id: registry.get(model_id).spec)  # type: ignore[union-attr]
+    for offset, batch in enumerate(result.batches.values()):
+        aggregator.apply(orjson.loads(orjson.dumps({**batch, "sources": 0})), offset)
+    aggregator.tick(int(time.time() * 1000), idle=True, close_all=True)
+    rows = {tuple(row[:6]): row[6] for row in aggregator.window_rows()}
+    return rows, dead
+
+
+def test_avro_predictions_yield_the_same_windows_as_json() -> None:
+    t0 = (int(time.time() * 1000) // 3_600_000 - 2) * 3_600_000  # two hours ago, on the hour
+    predictions, labels = _events(t0)
+    client = SchemaRegistryClient.new_client({"url": "mock://driftwarden-test"})
+    serialize = AvroSerializer(client, SCHEMA)
+    with EmbeddedBroker() as broker:
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "enable.idempotence": False,
+                             "partitioner": "murmur2_random"})
+        for p in predictions:
+            key = p["request_id"].encode()
+            producer.produce("predictions", key=key,
+                             value=serialize(p, SerializationContext("predictions", MessageField.VALUE)))
+            producer.produce("predictions_json", key=key, value=_as_json(p))
+        producer.produce("predictions", key=b"bad-1", value=b'{"request_id": "bad-1"}')  # JSON on an Avro topic
+        producer.produce("predictions", key=b"bad-2", value=b"\0\0\0\0\x63garbage")  # unknown schema id
+        for label in labels:
+            for topic in ("ground_truth", "ground_truth_json"):
+                producer.produce(topic, key=label["prediction_id"].encode(), value=orjson.dumps(label))
+        assert producer.flush(30) == 0
+        assert (client.get_latest_version("predictions-value").schema_id or 0) >= 1  # the schema was registered
+
+        settings = Settings(schema_registry_url="mock://driftwarden-test", payload_format_predictions="avro",
+                            field_map_predictions=FIELD_MAP)
+        avro, avro_dead = _windows(broker.bootstrap_servers, ("predictions", "ground_truth"), settings, client)
+        json_rows, json_dead = _windows(broker.bootstrap_servers, ("predictions_json", "ground_truth_json"),
+                                        Settings(), None)
+
+    assert json_dead == {} and avro_dead == {"undecodable": 2}
+    metrics = {key[5] for key in json_rows}
+    assert {"predictions", "labelled", "accuracy", "roc_auc"} <= metrics
+    assert sum(v for k, v in json_rows.items() if k[5] == "predictions" and k[2] == "") == N
+    assert avro.keys() == json_rows.keys()
+    for key, value in json_rows.items():
+        assert (math.isnan(value) and math.isnan(avro[key])) or avro[key] == value, key
