@@ -55,7 +55,9 @@ def test_render_table_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not isinstance(table, str) and [str(c) for c in table.columns[0]._cells] == ["", '{"k":1}']
 
 
-def test_config_prints_variable_names_and_the_running_broker(env: dict[str, str], tmp_path: Path) -> None:
+def test_config_prints_variable_names_and_the_running_broker(env: dict[str, str], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stream.runtime.local_files.listens_on", lambda pid, port: pid == os.getpid())
     runner = CliRunner()
     shown = runner.invoke(main.app, ["config"], env={**env, "DRIFTWARDEN_WEBHOOK_SECRET": "hunter2"})
     assert shown.exit_code == 0, shown.output
