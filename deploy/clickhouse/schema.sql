@@ -92,3 +92,12 @@ CREATE TABLE IF NOT EXISTS driftwarden.checkpoints (
     stage LowCardinality(String), partition UInt32, offsets String, state String, version UInt64,
     saved_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition);
+
+-- migration 20: outcomes expire by the time they were written
+ALTER TABLE driftwarden.outcomes ADD COLUMN IF NOT EXISTS written_at DateTime('UTC') DEFAULT now();
+
+ALTER TABLE driftwarden.outcomes MODIFY TTL written_at + INTERVAL 90 DAY;
+
+-- migration 70: drift event change point
+ALTER TABLE driftwarden.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+ADD COLUMN IF NOT EXISTS change_time Nullable(DateTime64(3, 'UTC'));

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream.kafka.tansu_compat import consumer_overrides
+from stream.pipeline.barrier import StageFailure
 from stream.pipeline.ingest import RawRecord
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ class IngestConsumer:
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
                         continue
+                    for tp, messages in fetched.items():
+                        if messages[0].offset < self.read_to.get(tp, 0):
+                            raise StageFailure(
+                                f"the offsets of {tp.topic}[{tp.partition}] went back from {self.read_to[tp]} to "
+                                f"{messages[0].offset}: the Kafka broker was replaced or lost its data")
                     await self.handle([RawRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers),
                                                  max(m.timestamp or 0, 0))
                                        for messages in fetched.values() for m in messages])

@@ -6,14 +6,16 @@ decoder: pydantic parses the bytes directly)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from stream.config import Settings
 from stream.errors import UserError
+
+if TYPE_CHECKING:  # imported when a registry format is configured: it takes seconds to load
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.serialization import SerializationContext
 
 Decoder = Callable[[bytes], Any]
 
@@ -71,6 +73,8 @@ def decoder(fmt: str, topic: str, field_map: Mapping[str, str] | None = None,
         return decode_json
     if client is None:
         raise UserError(f"payload format {fmt} needs DRIFTWARDEN_SCHEMA_REGISTRY_URL")
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
     deserialize = _registry_deserializer(fmt, client)
     context = SerializationContext(topic, MessageField.VALUE)
 
@@ -91,6 +95,8 @@ def registry_client(s: Settings) -> SchemaRegistryClient | None:
     """The schema-registry client of the settings (``mock://`` gives confluent-kafka's in-memory one)."""
     if not s.schema_registry_url:
         return None
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     conf: dict[str, Any] = {"url": s.schema_registry_url}
     if s.schema_registry_username:
         conf["basic.auth.user.info"] = f"{s.schema_registry_username}:{s.schema_registry_password.get_secret_value()}"

@@ -54,12 +54,18 @@ async def ensure_topics(bootstrap: str, settings: Settings, timeout: float = 10.
             NewTopic(settings.topic_alerts, p, 1),
             NewTopic(settings.topic_models, 1, 1, topic_configs={"cleanup.policy": "compact"}),
             NewTopic(SILENCES_TOPIC, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            NewTopic(epoch_topic(settings.app_id), 1, 1),  # see stream.kafka.epoch
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def epoch_topic(app_id: str) -> str:
+    """The one-partition topic whose first record names the broker log's incarnation (`stream.kafka.epoch`)."""
+    return f"{app_id}-epoch"
 
 
 async def ensure_silences_topic(bootstrap: str, timeout: float = _TIMEOUT,

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 
 from stream.alerts.alertmanager import AlertmanagerSender
 from stream.alerts.silences import SILENCES_TOPIC, Silences
@@ -33,10 +34,12 @@ from stream.config import Settings
 from stream.contracts.events import AlertEvent, DeadLetter, ModelSpec
 from stream.contracts.registry import RegisteredModel, Registry, encode, infer_spec
 from stream.errors import UserError
+from stream.kafka.epoch import EPOCH_KEY, offsets_of_epoch, read_epoch
 from stream.kafka.ingest_consumer import IngestConsumer
 from stream.kafka.payloads import payload_decoders
 from stream.kafka.security import client_options, faust_credentials
 from stream.kafka.tansu_compat import faust_overrides
+from stream.kafka.topics import epoch_topic
 from stream.monitor.report import (
     DATA_QUALITY_COLUMNS,
     DRIFT_EVENT_COLUMNS,
@@ -44,7 +47,7 @@ from stream.monitor.report import (
     WindowReport,
 )
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
-from stream.pipeline.barrier import describe, isolate
+from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.ingest import Ingest, RawRecord, batch_items, item_dead_letter, select_items, split_batch
 from stream.pipeline.rows import (
     ALERT_COLUMNS,
@@ -93,6 +96,7 @@ class Runtime:
         self.restored_ingest: set[int] = set()
         # The embedded broker starts empty: checkpointed state still holds, its offsets do not.
         self.fresh_broker = settings.embedded_kafka
+        self.epoch: int | None = None  # of the broker's log (stream.kafka.epoch); kept with the checkpoints
         self.alerts_published: list[AlertEvent] = []
         self.webhook: WebhookSender | None = None
         if settings.webhook_url:
@@ -242,6 +246,11 @@ class Runtime:
             async with self.fatal_on_error("window flush"):
                 await self.flush_windows()
 
+        @app.timer(s.checkpoint_seconds)
+        async def watch_epoch() -> None:
+            async with self.fatal_on_error("broker watch"):
+                await self.check_epoch(bootstrap, security)
+
         @app.timer(max(5.0, s.sink_flush_seconds))
         async def expire() -> None:
             async with self.fatal_on_error("join expiry"):
@@ -292,13 +301,39 @@ class Runtime:
         return (self.stopping or held >= CHECKPOINT_MAX_HELD
                 or time.monotonic() - self.last_checkpoint[stage] >= self.settings.checkpoint_seconds)
 
+    def _of_epoch(self, offsets: dict[str, int]) -> dict[str, int]:
+        """Checkpointed offsets, or {} when they point into a broker log that is gone (another epoch)."""
+        if self.epoch is None:
+            return {k: v for k, v in offsets.items() if k != EPOCH_KEY}
+        kept = offsets_of_epoch(offsets, self.epoch)
+        if not kept and offsets:
+            log.warning("checkpointed offsets %s belong to another broker epoch: reading the new log from its "
+                        "start", offsets)
+        return kept
+
+    def _with_epoch(self, offsets: dict[str, int], state: bytes) -> tuple[dict[str, int], bytes]:
+        return ({**offsets, EPOCH_KEY: self.epoch} if self.epoch is not None else offsets), state
+
+    async def check_epoch(self, bootstrap: str, security: Mapping[str, Any] | None) -> None:
+        """Stop (to restart from the checkpoints) when the broker's log was replaced under the worker."""
+        if self.epoch is None:
+            return
+        try:
+            found = await read_epoch(bootstrap, epoch_topic(self.settings.app_id), security=security)
+        except (TimeoutError, UserError, KafkaError, OSError) as exc:  # unreachable now: not a new log
+            log.warning("cannot read the broker epoch (%s); trying again later", describe(exc))
+            return
+        if found != self.epoch:
+            raise StageFailure(f"the Kafka broker's log was replaced (epoch {self.epoch} is now {found}): "
+                               "it lost its data")
+
     async def restore_ingest(self, partitions: set[int]) -> None:
         """Load the checkpoint of input partitions seen for the first time (before their first record)."""
         for partition in sorted(partitions - self.restored_ingest):
             found = await asyncio.to_thread(self.checkpoints.load, "ingest", partition)
             if found is not None:
                 offsets, state = found
-                self.ingest.restore(partition, {} if self.fresh_broker else offsets, state)
+                self.ingest.restore(partition, {} if self.fresh_broker else self._of_epoch(offsets), state)
                 log.info("ingest partition %s restored at offsets %s", partition, found[0])
             self.restored_ingest.add(partition)
 
@@ -316,7 +351,7 @@ class Runtime:
         else:
             aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db,
                                             self.settings.max_versions_per_model, self.settings.max_segment_values)
-            if self.fresh_broker:
+            if self.fresh_broker or not self._of_epoch(found[0]):
                 aggregator.next_offset = 0
             log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)
         self.aggregators[partition] = aggregator
@@ -355,7 +390,8 @@ class Runtime:
         if not self.touched["ingest"]:
             return
         await self.app.producer.flush()  # internal batches and dead letters are in Kafka before we commit
-        await self.checkpoints.save("ingest", [(p, *self.ingest.checkpoint(p)) for p in sorted(self.touched["ingest"])])
+        await self.checkpoints.save("ingest", [(p, *self._with_epoch(*self.ingest.checkpoint(p)))
+                                               for p in sorted(self.touched["ingest"])])
         self.touched["ingest"].clear()
         self.ingest_records_since_checkpoint = 0
         await self.ingest_consumer.commit()
@@ -366,7 +402,7 @@ class Runtime:
             self.last_checkpoint["aggregate"] = time.monotonic()
             return
         await self.checkpoints.save("aggregate", [
-            (p, {"outcomes": self.aggregators[p].next_offset}, self.aggregators[p].snapshot())
+            (p, *self._with_epoch({"outcomes": self.aggregators[p].next_offset}, self.aggregators[p].snapshot()))
             for p in sorted(self.touched["aggregate"])])
         self.touched["aggregate"].clear()
         await self._ack_held("aggregate")

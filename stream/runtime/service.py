@@ -16,8 +16,9 @@ import faust
 from stream.config import Settings
 from stream.errors import UserError
 from stream.kafka.embedded import EmbeddedBroker, port_in_use
+from stream.kafka.epoch import broker_epoch
 from stream.kafka.security import client_options, describe
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topics import ensure_topics, epoch_topic
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
 from stream.runtime.agents import Runtime, fatal_exit
 from stream.runtime.local_files import data_dir_lock, is_loopback, read_runtime, remove_runtime, write_runtime
@@ -128,6 +129,8 @@ class Service:
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
         runtime = self.runtime
         runtime.load_registry()
+        runtime.epoch = asyncio.run(broker_epoch(self.bootstrap, epoch_topic(s.app_id),
+                                                 security=client_options(s, s.embedded_kafka)))
         runtime.on_failure.append(self.stop)
 
         async def serve_http() -> None:

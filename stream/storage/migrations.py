@@ -103,6 +103,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             saved_at {_TS}
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (stage, partition)""",
     )),
+    # The TTL by prediction time dropped outcomes of old predictions on insert (window_metrics counted them)
+    # and wrapped after 2106 (toDateTime of a DateTime64): outcomes now expire by the time they were written,
+    # the same for every event time the contracts accept (1970-2199).
+    Migration(20, "outcomes expire by the time they were written", (
+        "ALTER TABLE {db}.outcomes ADD COLUMN IF NOT EXISTS written_at DateTime('UTC') DEFAULT now()",
+        "ALTER TABLE {db}.outcomes MODIFY TTL written_at + INTERVAL {outcomes_ttl_days} DAY",
+    )),
+    # --- issue 18: a detection's estimated change point beside the time it was noticed
+    Migration(70, "drift event change point", (
+        f"""ALTER TABLE {{db}}.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+            ADD COLUMN IF NOT EXISTS change_time Nullable({_TS})""",
+    )),
 )
 
 

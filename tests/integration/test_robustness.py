@@ -141,3 +141,61 @@ def test_a_stage_failure_ends_the_process_promptly_with_one_line(tmp_path: Path)
     assert len(lines) == 1 and "the ingest stage failed" in lines[0], output
     assert "Traceback" not in output
     print(f"exited with {code} {took:.1f} s after the failing record was produced")
+
+
+def test_outcomes_keep_every_accepted_event_time_like_the_window_tables(tmp_path: Path) -> None:
+    """Outcomes dated 1970, 1971, 2150 and late 2199 are all kept (the old TTL by prediction time dropped old
+    ones on insert and wrapped after 2106); they expire by the time they were written."""
+    from stream.pipeline.rows import OUTCOME_COLUMNS
+    from stream.storage.clickhouse import ClickHouse
+    from stream.storage.migrations import migrate
+
+    ch = ClickHouse(f"chdb://{tmp_path / 'ch'}", "driftwarden")
+    try:
+        migrate(ch, 90)
+        times = [0, 31_536_000_000, 5_680_281_600_000, 7_258_118_400_000 - 1]  # 1970, 1971, 2150, 2199-12-31
+        ch.insert("outcomes", [(f"p{i}", "m", "1", "", ts, ts, "a", "a", None, {}, ts) for i, ts in enumerate(times)],
+                  list(OUTCOME_COLUMNS))
+        _, rows = ch.query_rows("SELECT toUnixTimestamp64Milli(prediction_time) FROM driftwarden.outcomes FINAL "
+                                "ORDER BY prediction_id")
+        assert [r[0] for r in rows] == times
+        _, ddl = ch.query_rows("SHOW CREATE TABLE driftwarden.outcomes")
+        assert "TTL written_at + toIntervalDay(90)" in ddl[0][0]
+    finally:
+        ch.close()
+
+
+def test_a_broker_restarted_empty_is_detected_and_new_traffic_is_processed(make_worker: Any) -> None:
+    """A standalone tansu restarted empty on the same port: the worker stops (code 70) instead of taking the
+    new records for replays of the old log; restarted, it reads the new log from its start."""
+    from stream.kafka.embedded import EmbeddedBroker
+    from tests.helpers import free_port
+
+    port = free_port()
+    first = EmbeddedBroker(port=port).start()
+    bootstrap = first.bootstrap_servers
+    worker = make_worker("restart", DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS=bootstrap, DRIFTWARDEN_KAFKA_FLAVOR="tansu",
+                         DRIFTWARDEN_CHECKPOINT_SECONDS="1")
+    second: EmbeddedBroker | None = None
+    try:
+        worker.start()
+        asyncio.run(_produce(bootstrap, _pairs("old", 200, int(time.time() * 1000))))
+        outcomes = "SELECT uniqExact(prediction_id) AS n FROM driftwarden.outcomes"
+        wait_until(lambda: _count(worker, outcomes) == 200, 90, 0.5, "the first 200 pairs")
+        checkpoints = "SELECT count() AS n FROM driftwarden.checkpoints FINAL WHERE stage = 'ingest'"
+        wait_until(lambda: _count(worker, checkpoints) > 0, 30, 0.5, "an ingest checkpoint")
+        first.stop()
+        second = EmbeddedBroker(port=port).start()
+        assert worker.process is not None
+        wait_until(lambda: worker.process.poll() is not None, 60, 0.2, "the worker to notice the new broker")
+        assert worker.process.returncode == 70, worker.output()
+        assert "the Kafka broker" in worker.output(), worker.output()
+        worker.start()
+        asyncio.run(_produce(bootstrap, _pairs("new", 300, int(time.time() * 1000))))
+        wait_until(lambda: _count(worker, outcomes) == 500, 90, 0.5, "the 300 new pairs")
+        assert _count(worker, "SELECT count() AS n FROM driftwarden.dead_letters") == 0
+    finally:
+        worker.stop()
+        first.stop()
+        if second is not None:
+            second.stop()
