@@ -13,16 +13,17 @@ events, smallest delay among settings that meet that.
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from river import drift
 
+from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
+
 __all__ = ["Detection", "DetectorParams", "MonitorBank", "SignalMonitor", "Standardiser"]
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 1 was a pickle, refused
 
 SignalKey = tuple[str, str, str]
 
@@ -369,20 +370,66 @@ class SignalMonitor:
         )
 
     def to_bytes(self, offsets: dict[str, int]) -> bytes:
-        """Checkpoint the monitor (River detectors, standardiser, counters) and the caller's offsets."""
-        state = {"version": _CHECKPOINT_VERSION, "monitor": self, "offsets": dict(offsets)}
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        """Checkpoint the monitor (River detectors, standardiser, counters) and the caller's offsets, in the
+        explicit format of :mod:`stream.contracts.state_codec` (ADWIN by River's own binary state of its
+        buckets, Page-Hinkley by its running sums)."""
+        st = self.standardiser
+        state = {
+            "key": [self.model_id, self.version, self.signal], "params": asdict(self.params),
+            "standardiser": {"fixed": st.fixed, "warmup": st.warmup, "clip": st.clip, "min_std": st.min_std,
+                             "freeze": st.freeze, "n": st.n, "mean": st.mean, "m2": st._m2, "std": st._std,
+                             "std_at_warmup": st.std_at_warmup},
+            "n_seen": self.n_seen, "n_skipped": self.n_skipped, "n_detections": dict(self.n_detections),
+            "clock": {"cap": self.clock.cap, "positions": list(self.clock.positions), "times": list(self.clock.times)},
+            "since_reset": {k: list(v) for k, v in self._since_reset.items()},
+            "adwin": None if self.adwin is None else self.adwin._helper.__getstate__(),
+            "page_hinkley": None if self.page_hinkley is None else _ph_state(self.page_hinkley),
+            "offsets": dict(offsets),
+        }
+        return encode_state("signal_monitor", _CHECKPOINT_VERSION, state)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> tuple[SignalMonitor, dict[str, int]]:
-        """Restore a monitor and the offsets saved by :meth:`to_bytes` (trusted data only: it is a pickle)."""
-        state = pickle.loads(data)
-        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
-            raise ValueError("not a detector checkpoint of this version; start the monitor afresh")
-        monitor = state["monitor"]
-        if not isinstance(monitor, cls):
-            raise ValueError("checkpoint does not hold a SignalMonitor")
-        return monitor, dict(state["offsets"])
+        """Restore a monitor and the offsets saved by :meth:`to_bytes`; StateDecodeError if it is not one."""
+        _, state = decode_state(data, "signal_monitor", (_CHECKPOINT_VERSION,))
+        try:
+            model_id, version, signal = (str(k) for k in state["key"])
+            monitor = cls(model_id, version, signal, params=DetectorParams(**state["params"]))
+            saved = state["standardiser"]
+            st = monitor.standardiser
+            st.fixed, st.warmup, st.clip, st.min_std = bool(saved["fixed"]), int(saved["warmup"]), \
+                float(saved["clip"]), float(saved["min_std"])
+            st.freeze, st.n, st.mean = bool(saved["freeze"]), int(saved["n"]), float(saved["mean"])
+            st._m2, st._std, st.std_at_warmup = float(saved["m2"]), float(saved["std"]), \
+                float(saved["std_at_warmup"])
+            monitor.n_seen, monitor.n_skipped = int(state["n_seen"]), int(state["n_skipped"])
+            clock = state.get("clock") or {}
+            monitor.clock = PositionClock(int(clock.get("cap", monitor.clock.cap)))
+            monitor.clock.positions = [int(v) for v in clock.get("positions", [])]
+            monitor.clock.times = [int(v) for v in clock.get("times", [])]
+            monitor.n_detections = {str(k): int(v) for k, v in state["n_detections"].items()}
+            monitor._since_reset = {str(k): [float(x) for x in v] for k, v in state["since_reset"].items()}
+            if monitor.adwin is not None and state["adwin"] is not None:
+                monitor.adwin._helper.__setstate__(bytes(state["adwin"]))  # River's own decoder of plain numbers
+            if monitor.page_hinkley is not None and state["page_hinkley"] is not None:
+                _ph_restore(monitor.page_hinkley, state["page_hinkley"])
+            return monitor, {str(k): int(v) for k, v in state["offsets"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateDecodeError(f"signal_monitor checkpoint refused: {type(exc).__name__}: {exc}") from None
+
+
+def _ph_state(ph: drift.PageHinkley) -> dict[str, float | int | bool]:
+    """Page-Hinkley's running numbers (its parameters come from DetectorParams)."""
+    return {"n": ph._x_mean.n, "mean": ph._x_mean._mean, "sum_increase": ph._sum_increase,
+            "sum_decrease": ph._sum_decrease, "min_increase": ph._min_increase, "max_decrease": ph._max_decrease,
+            "drift_detected": ph._drift_detected}
+
+
+def _ph_restore(ph: drift.PageHinkley, state: dict[str, Any]) -> None:
+    ph._x_mean.n, ph._x_mean._mean = state["n"], float(state["mean"])
+    ph._sum_increase, ph._sum_decrease = float(state["sum_increase"]), float(state["sum_decrease"])
+    ph._min_increase, ph._max_decrease = state["min_increase"], state["max_decrease"]
+    ph._drift_detected = bool(state["drift_detected"])
 
 
 class MonitorBank:

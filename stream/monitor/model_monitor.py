@@ -20,7 +20,6 @@ the attribution and of the drift results the rules see (the output detector cove
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +43,7 @@ from stream.alerts.rules import (
 )
 from stream.alerts.state import AlertTracker
 from stream.contracts.events import AlertEvent, ModelSpec
+from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
 from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.input_watch import InputWatch, WatchParams
@@ -54,7 +54,7 @@ from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, qual
 
 __all__ = ["ModelMonitor"]
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 1 was a pickle, refused
 _MAX_KEPT_DETECTIONS = 10_000
 _LABEL_DELAYS_KEPT = 1024  # recent label delays the learned label delay is the 95th percentile of
 _LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was seen
@@ -503,9 +503,8 @@ class ModelMonitor:
 
     def to_bytes(self) -> bytes:
         """Checkpoint the whole state: reference (and its builders), open windows, detectors, recent
-        detections, alert state and rule history. A pickle: restore trusted data only."""
+        detections, alert state and rule history, in the explicit format of :mod:`stream.contracts.state_codec`."""
         state = {
-            "version": _CHECKPOINT_VERSION,
             "model_id": self.model_id,
             "reference": self.builder.state(),
             "windows": {
@@ -513,7 +512,7 @@ class ModelMonitor:
                 for key, s in self.windows.items()
             },
             "signals": {key: mon.to_bytes({}) for key, mon in self.signals.items()},
-            "detections": self.detections,
+            "detections": [dataclasses.asdict(d) for d in self.detections],
             "stream_times": self.stream_times,
             "watches": {v: w.state() for v, w in self.watches.items()},
             "tracker": self.tracker.to_bytes(),
@@ -523,7 +522,7 @@ class ModelMonitor:
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
         }
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return encode_state("model_monitor", _CHECKPOINT_VERSION, state)
 
     @classmethod
     def from_bytes(
@@ -534,9 +533,17 @@ class ModelMonitor:
         database: str = "driftwarden",
     ) -> ModelMonitor:
         """Restore a monitor saved by :meth:`to_bytes` for the same model (rules come from ``spec``)."""
-        state = pickle.loads(data)
-        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
-            raise ValueError("not a model monitor checkpoint of this version; start the monitor afresh")
+        _, state = decode_state(data, "model_monitor", (_CHECKPOINT_VERSION,))
+        try:
+            return cls._from_state(state, spec, detector_params, database)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StateDecodeError):
+                raise
+            raise StateDecodeError(f"model_monitor checkpoint refused: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], spec: ModelSpec, detector_params: DetectorParams | None,
+                    database: str) -> ModelMonitor:
         if state["model_id"] != spec.model_id:
             raise ValueError(f"checkpoint is of model {state['model_id']!r}, not {spec.model_id!r}")
         mon = cls(spec, None, detector_params, database)
@@ -545,7 +552,7 @@ class ModelMonitor:
             acc = QualityAccumulator.from_bytes(quality, mon.specs, mon.reference)
             mon.windows[key] = _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()}, acc, n)
         mon.signals = {key: SignalMonitor.from_bytes(raw)[0] for key, raw in state["signals"].items()}
-        mon.detections = list(state["detections"])
+        mon.detections = [Detection(**d) for d in state["detections"]]
         mon.stream_times = dict(state["stream_times"])
         for version, watch_state in state.get("watches", {}).items():
             names = list(watch_state["names"])

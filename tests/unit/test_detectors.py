@@ -228,10 +228,14 @@ def test_restored_monitor_detects_at_the_same_positions(cut: int) -> None:
 def test_from_bytes_rejects_foreign_data() -> None:
     import pickle
 
-    with pytest.raises(ValueError, match="checkpoint"):
+    from stream.contracts.state_codec import encode_state
+
+    with pytest.raises(ValueError, match="old pickle checkpoint"):
         SignalMonitor.from_bytes(pickle.dumps({"version": 999}))
-    with pytest.raises(ValueError, match="SignalMonitor"):
-        SignalMonitor.from_bytes(pickle.dumps({"version": 1, "monitor": 3, "offsets": {}}))
+    with pytest.raises(ValueError, match="expected signal_monitor version"):
+        SignalMonitor.from_bytes(encode_state("signal_monitor", 999, {}))
+    with pytest.raises(ValueError, match="signal_monitor checkpoint refused: KeyError"):
+        SignalMonitor.from_bytes(encode_state("signal_monitor", 2, {"key": ["m", "v", "s"]}))
 
 
 # --- MonitorBank --------------------------------------------------------------------------------------------

@@ -415,7 +415,7 @@ def test_checkpoint_of_another_model_is_refused() -> None:
     other = small_spec().model_copy(update={"model_id": "other"})
     with pytest.raises(ValueError, match="checkpoint is of model 'm'"):
         ModelMonitor.from_bytes(raw, other)
-    with pytest.raises(ValueError, match="not a model monitor checkpoint"):
+    with pytest.raises(ValueError, match="model_monitor checkpoint refused: an old pickle checkpoint"):
         ModelMonitor.from_bytes(b"\x80\x05N.", other)
 
 
