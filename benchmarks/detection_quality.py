@@ -32,8 +32,10 @@ import scipy
 from scipy.stats import ks_2samp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stream.monitor.detectors import DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import Thresholds, compare, significance_tests
-from stream.monitor.profiles import FeatureProfile, bin_counts, profile_categorical, profile_numeric
+from stream.monitor.input_watch import InputWatch, WatchParams
+from stream.monitor.profiles import FeatureProfile, bin_counts, bin_index, profile_categorical, profile_numeric
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_FEATURES = 20
@@ -136,6 +138,127 @@ def power_vs_exact_ks(shift: float, ref_n: int, win_n: int, reps: int, seed: int
     }  # fmt: skip
 
 
+# --- section 3: online detectors ------------------------------------------------------------------------------
+
+STREAMS = ("gaussian", "lognormal", "bernoulli_0.1", "categorical_8")
+
+
+def draw(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Stationary values of a stream kind."""
+    if kind == "gaussian":
+        return rng.normal(0.0, 1.0, n)
+    if kind == "lognormal":
+        return rng.lognormal(0.0, 1.0, n)
+    if kind == "bernoulli_0.1":
+        return (rng.random(n) < 0.1).astype(np.float64)
+    return categorical_sampler(3)(rng, n)  # 8 categories, Zipf frequencies
+
+
+def our_watch(kind: str, ref: np.ndarray) -> tuple[InputWatch, FeatureProfile]:
+    prof = profile_categorical(ref) if kind.startswith("categorical") else profile_numeric(ref)
+    return InputWatch({"x": prof}, {"x": "x"}, WatchParams()), prof
+
+
+def our_signal_monitor(ref: np.ndarray) -> SignalMonitor:
+    """ADWIN + Page-Hinkley at Driftwarden's defaults, standardised by the reference mean and std."""
+    return SignalMonitor(params=DetectorParams(), reference_mean=float(ref.mean()), reference_std=float(ref.std()))
+
+
+def river_alarms(detector: Any, x: np.ndarray) -> list[int]:
+    out = []
+    for i, v in enumerate(x.tolist()):
+        detector.update(v)
+        if detector.drift_detected:
+            out.append(i)
+    return out
+
+
+def detector_runs(kind: str, ref: np.ndarray, x: np.ndarray, river_too: bool = True) -> dict[str, list[int]]:
+    """Alarm positions of every detector on stream ``x`` (reference ``ref`` seeds ours)."""
+    from river import drift
+
+    watch, prof = our_watch(kind, ref)
+    out: dict[str, list[int]] = {"ours: CUSUM mean": [], "ours: CUSUM variance": []}
+    for lo in range(0, x.size, 500):
+        for signal, alarm, _ in watch.update([bin_index(prof, x[lo : lo + 500])]):
+            out["ours: CUSUM variance" if signal.endswith(":variance") else "ours: CUSUM mean"].append(alarm.row)
+    if kind.startswith("categorical"):
+        return out
+    mon = our_signal_monitor(ref)
+    pos = np.arange(x.size)
+    out["ours: ADWIN"], out["ours: Page-Hinkley"] = [], []
+    for lo in range(0, x.size, 500):
+        for d in mon.update(x[lo : lo + 500], pos[lo : lo + 500], pos[lo : lo + 500]):
+            out["ours: ADWIN" if d.detector == "adwin" else "ours: Page-Hinkley"].append(d.position)
+    if river_too:
+        out["River ADWIN()"] = river_alarms(drift.ADWIN(), x)
+        out["River PageHinkley()"] = river_alarms(drift.PageHinkley(), x)
+    return out
+
+
+def stationary_false_alarms(n: int, ref_n: int, seed: int) -> list[dict[str, Any]]:
+    """False alarms per 1M values of every detector on a stationary stream of each kind."""
+    rows = []
+    for j, kind in enumerate(STREAMS):
+        rng = np.random.default_rng(seed + j)
+        runs = detector_runs(kind, draw(kind, rng, ref_n), draw(kind, rng, n))
+        for det, alarms in runs.items():
+            rows.append({"stream": kind, "detector": det, "values": n, "alarms": len(alarms),
+                         "per_million": len(alarms) * 1e6 / n})  # fmt: skip
+        log(f"stationary {kind}: { {k: len(v) for k, v in runs.items()} }")
+    return rows
+
+
+SHIFTS = ("mean 0.25σ", "mean 0.5σ", "mean 1σ", "mean 2σ", "mean 1σ gradual (200 values)", "variance x2",
+          "bernoulli 0.1 -> 0.2", "category frequencies")  # fmt: skip
+
+
+def shifted(shift: str, rng: np.random.Generator, n: int) -> tuple[str, np.ndarray]:
+    """(stream kind, values after the change) for a shift scenario."""
+    if shift.startswith("mean") and "gradual" not in shift:
+        return "gaussian", rng.normal(float(shift.split()[1].rstrip("σ")), 1.0, n)
+    if "gradual" in shift:
+        return "gaussian", rng.normal(np.minimum(np.arange(1, n + 1) / 200, 1.0), 1.0)
+    if shift == "variance x2":
+        return "gaussian", rng.normal(0.0, np.sqrt(2.0), n)
+    if shift.startswith("bernoulli"):
+        return "bernoulli_0.1", (rng.random(n) < 0.2).astype(np.float64)
+    k = 8
+    p = 1.0 / np.arange(1, k + 1) ** 1.2
+    p /= p.sum()
+    p[[0, 2]] = p[[2, 0]]  # the most frequent and the third swap
+    labels = np.array([f"c{i}" for i in range(k)], dtype=object)
+    return "categorical_8", labels[rng.choice(k, size=n, p=p)]
+
+
+def delays(pre: int, post: int, ref_n: int, reps: int, seed: int) -> list[dict[str, Any]]:
+    """Detection probability and delay per shift and detector; the change comes after ``pre`` values."""
+    rows = []
+    for s_i, shift in enumerate(SHIFTS):
+        found: dict[str, list[int]] = {}
+        for r in range(reps):
+            rng = np.random.default_rng(seed + 1000 * s_i + r)
+            kind, after = shifted(shift, rng, post)
+            x = np.concatenate([draw(kind, rng, pre), after])
+            runs = detector_runs(kind, draw(kind, rng, ref_n), x)
+            for det, alarms in runs.items():
+                late = [a - pre for a in alarms if a >= pre]
+                early = [a for a in alarms if a < pre]
+                found.setdefault(det, []).append(-1 if early else (late[0] if late else post))
+        for det, d in found.items():
+            arr = np.asarray(d)
+            ok = arr[arr >= 0]
+            rows.append({
+                "shift": shift, "detector": det, "reps": reps, "pre": pre, "post": post,
+                "false_before": int((arr < 0).sum()), "p_within_50": float(np.mean((arr >= 0) & (arr < 50))),
+                "p_within_500": float(np.mean((arr >= 0) & (arr < 500))),
+                "p_detected": float(np.mean((arr >= 0) & (arr < post))),
+                "median_delay": float(np.median(ok[ok < post])) if (ok < post).any() else None,
+            })  # fmt: skip
+        log(f"delays {shift}: done")
+    return rows
+
+
 # --- report ----------------------------------------------------------------------------------------------------
 
 
@@ -179,32 +302,75 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {r['shift_sigma']}σ | {r['reference']:,} | {r['window']:,} | {r['reps']} | {r['ours_fpr']:.1%} | "
             f"{r['ours_power']:.1%} | {r['exact_ks_power_same_fpr']:.1%} | {r['exact_ks_power_at_0.01']:.1%} |"
         )
+    if res.get("stationary"):
+        lines += [
+            "",
+            "## Online detectors: false alarms per 1M stationary values",
+            "",
+            f"One stream of {res['stationary'][0]['values']:,} values per kind after a reference of "
+            f"{res['detector_reference']:,} values (ours are seeded from it: no warm-up). River's detectors at "
+            "their defaults on the raw values (as a user would run them). Target: <= 1 per 1M.",
+            "",
+            "| stream | detector | alarms | per 1M |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {r['stream']} | {r['detector']} | {r['alarms']} | {r['per_million']:.1f} |"
+                  for r in res["stationary"]]  # fmt: skip
+    if res.get("delays"):
+        d0 = res["delays"][0]
+        lines += [
+            "",
+            "## Online detectors: detection after a change",
+            "",
+            f"Streams that start {d0['pre']} values before the change (reference of {res['detector_reference']:,} "
+            f"values), {d0['post']:,} values after it, {d0['reps']} repetitions each. 'early': runs with an alarm "
+            "before the change. Delay: values after the change until the first alarm (median over detected runs).",
+            "",
+            "| change | detector | early | P(within 50) | P(within 500) | P(detected) | median delay |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in res["delays"]:
+            med = "-" if r["median_delay"] is None else f"{r['median_delay']:.0f}"
+            lines.append(f"| {r['shift']} | {r['detector']} | {r['false_before']} | {r['p_within_50']:.0%} | "
+                         f"{r['p_within_500']:.0%} | {r['p_detected']:.0%} | {med} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
-    parser.add_argument("--reps", type=int, default=400, help="model windows per FPR cell")
+    parser.add_argument("--reps", type=int, default=300, help="model windows per FPR cell")
+    parser.add_argument("--sections", default="windows,detectors", help="windows, detectors or both")
+    parser.add_argument("--stationary", type=int, default=1_000_000, help="values per stationary stream")
     args = parser.parse_args()
     reps = 40 if args.quick else args.reps
+    sections = set(args.sections.split(","))
     t0 = time.perf_counter()
-    res: dict[str, Any] = {"fpr": [], "power": []}
-    for kind in ("numeric", "categorical"):
-        for ref_n in REFERENCE_SIZES:
-            for win_n in WINDOW_SIZES:
-                r = model_window_fpr(kind, ref_n, win_n, reps, seed=len(res["fpr"]) + 1)
-                log(f"fpr {kind} ref={ref_n} win={win_n}: {r['fpr']:.3f} {r['per_test_feature_fpr']}")
-                res["fpr"].append(r)
-    for shift in (0.1, 0.3):
-        for ref_n in REFERENCE_SIZES:
-            r = power_vs_exact_ks(shift, ref_n, 1000, 10 * reps // 4, seed=int(shift * 100) + ref_n)
-            log(f"power {shift} ref={ref_n}: {r}")
-            res["power"].append(r)
-    res["seconds"] = time.perf_counter() - t0
+    path = RESULTS / "detection_quality.json"
+    res: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if "windows" in sections:
+        res["fpr"], res["power"] = [], []
+        for kind in ("numeric", "categorical"):
+            for ref_n in REFERENCE_SIZES:
+                for win_n in WINDOW_SIZES:
+                    r = model_window_fpr(kind, ref_n, win_n, reps, seed=len(res["fpr"]) + 1)
+                    log(f"fpr {kind} ref={ref_n} win={win_n}: {r['fpr']:.3f} {r['per_test_feature_fpr']}")
+                    res["fpr"].append(r)
+        for shift in (0.1, 0.3):
+            for ref_n in REFERENCE_SIZES:
+                r = power_vs_exact_ks(shift, ref_n, 1000, 10 * reps // 4, seed=int(shift * 100) + ref_n)
+                log(f"power {shift} ref={ref_n}: {r}")
+                res["power"].append(r)
+        res["seconds"] = time.perf_counter() - t0
+    if "detectors" in sections:
+        t1 = time.perf_counter()
+        res["detector_reference"] = 1000
+        res["stationary"] = stationary_false_alarms(100_000 if args.quick else args.stationary, 1000, seed=7)
+        res["delays"] = delays(100, 2000, 1000, 10 if args.quick else 40, seed=11)
+        res["detector_seconds"] = time.perf_counter() - t1
     res["machine"] = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "detection_quality.json").write_text(json.dumps(res, indent=1))
+    path.write_text(json.dumps(res, indent=1))
     (RESULTS / "detection_quality.md").write_text(markdown(res))
     print(markdown(res))
 

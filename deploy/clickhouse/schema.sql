@@ -97,3 +97,7 @@ CREATE TABLE IF NOT EXISTS driftwarden.checkpoints (
 ALTER TABLE driftwarden.outcomes ADD COLUMN IF NOT EXISTS written_at DateTime('UTC') DEFAULT now();
 
 ALTER TABLE driftwarden.outcomes MODIFY TTL written_at + INTERVAL 90 DAY;
+
+-- migration 70: drift event change point
+ALTER TABLE driftwarden.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+ADD COLUMN IF NOT EXISTS change_time Nullable(DateTime64(3, 'UTC'));

@@ -426,7 +426,8 @@ def evidence_sql(
         extra = "" if rule.detector == "any" else f" AND detector = {_lit(rule.detector)}"
         extra += "" if rule.signal == "any" else f" AND signal = {_lit(rule.signal)}"
         return (
-            "SELECT detector, signal, event_time, position, estimate_before, estimate_after "
+            "SELECT detector, signal, event_time, change_time, position, change_position, estimate_before, "
+            "estimate_after "
             f"FROM {db}.drift_events FINAL WHERE {model} "
             f"AND event_time >= {_ts(start)} AND event_time < {_ts(inputs.window_end)}{extra} "
             "ORDER BY event_time"

@@ -1,6 +1,7 @@
-"""`driftwarden alerts list|tail|silence|unsilence|silences`: alert history, live alerts and silences.
+"""`driftwarden alerts list|active|tail|silence|unsilence|silences`: alert history, live alerts and silences.
 
-``list`` queries ClickHouse's ``alerts`` table through the read-only SQL path of ``driftwarden sql``.
+``list`` and ``active`` query ClickHouse's ``alerts`` table through the read-only SQL path of
+``driftwarden sql``; ``list`` marks each event's episode as ``firing`` or ``resolved``.
 ``tail`` follows the alerts topic without a consumer group. Silences are records on the compacted topic
 :data:`stream.alerts.silences.SILENCES_TOPIC` (created on first use), read to its end for ``silences``.
 
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stream.alerts.history import ACTIVE_COLUMNS, active_query, episode_column
 from stream.alerts.silences import SILENCES_TOPIC, Silences, create, ended, resolve_until
 from stream.config import Settings
 from stream.contracts.events import AlertEvent
@@ -45,13 +47,16 @@ __all__ = [
 alerts_app = typer.Typer(help="Alert history, live alerts and silences.", no_args_is_help=True)
 
 
-LIST_COLUMNS = ("time_utc", "state", "severity", "model_id", "model_version", "segment", "rule", "metric",
+LIST_COLUMNS = ("time_utc", "state", "episode", "severity", "model_id", "model_version", "segment", "rule", "metric",
                 "observed", "threshold", "message", "alert_id")
 """Columns of `alerts list` (csv and json); the table shows a subset."""
-_TABLE_COLUMNS = ("time_utc", "state", "severity", "model_id", "model_version", "segment", "rule", "message",
-                  "alert_id")
+_TABLE_COLUMNS = ("time_utc", "state", "episode", "severity", "model_id", "model_version", "segment", "rule",
+                  "message", "alert_id")
+_ACTIVE_TABLE_COLUMNS = ("firing_since", "severity", "model_id", "model_version", "segment", "rule", "message",
+                         "alert_id")
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _STATE_STYLE = {"firing": "bold red", "resolved": "bold green"}
+_STYLED = ("state", "episode", "severity")
 
 
 # ---- pure helpers -------------------------------------------------------------------------------------
@@ -69,7 +74,8 @@ def list_query(database: str, model: str | None = None, state: str | None = None
     """The read-only SELECT of `alerts list`: newest first, optionally filtered; ``since`` None means all time.
 
     >>> print(list_query("dw", "fraud", "firing", timedelta(hours=1), 5, datetime(2024, 5, 1, 12, tzinfo=UTC)))
-    SELECT toString(time) AS time_utc, state, severity, model_id, model_version, segment, rule, metric, observed, \
+    SELECT toString(time) AS time_utc, state, if(alert_id IN (SELECT alert_id FROM dw.alerts WHERE state = \
+'resolved'), 'resolved', 'firing') AS episode, severity, model_id, model_version, segment, rule, metric, observed, \
 threshold, message, alert_id FROM dw.alerts FINAL WHERE time >= toDateTime64('2024-05-01 11:00:00.000', 3, 'UTC') \
 AND model_id = 'fraud' AND state = 'firing' ORDER BY time DESC, alert_id, state DESC LIMIT 5
     """
@@ -85,7 +91,8 @@ AND model_id = 'fraud' AND state = 'firing' ORDER BY time DESC, alert_id, state 
         where.append(f"model_id = {_lit(model)}")
     if state is not None:
         where.append(f"state = {_lit(state)}")
-    columns = ", ".join("toString(time) AS time_utc" if c == "time_utc" else c for c in LIST_COLUMNS)
+    computed = {"time_utc": "toString(time) AS time_utc", "episode": episode_column(database)}
+    columns = ", ".join(computed.get(c, c) for c in LIST_COLUMNS)
     return (f"SELECT {columns} FROM {database}.alerts FINAL"
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY time DESC, alert_id, state DESC LIMIT {int(limit)}")
@@ -121,8 +128,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: str) -> str | Table:
-    """Rows of `alerts list` as CSV or JSON text, or a rich table (long alert ids shortened to 12 characters)."""
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: str,
+                table_columns: Sequence[str] = _TABLE_COLUMNS) -> str | Table:
+    """Rows of `alerts list` (or `active`) as CSV or JSON text, or a rich table of ``table_columns`` (long alert
+    ids shortened to 12 characters)."""
     data = [[_cell(v) for v in row] for row in rows]
     if output == "json":
         return json.dumps([dict(zip(columns, row, strict=True)) for row in data], default=str) + "\n"
@@ -132,7 +141,7 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: s
         writer.writerow(columns)
         writer.writerows(data)
         return buffer.getvalue()
-    shown = [c for c in _TABLE_COLUMNS if c in columns]
+    shown = [c for c in table_columns if c in columns]
     index = [list(columns).index(c) for c in shown]
     table = Table(*shown)
     for row in data:
@@ -140,7 +149,7 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: s
         if "alert_id" in cells:
             cells["alert_id"] = cells["alert_id"][:12]
         table.add_row(*(Text(cells[c], style=_STATE_STYLE.get(cells[c], _SEVERITY_STYLE.get(cells[c], "")))
-                        if c in ("state", "severity") else Text(cells[c]) for c in shown))
+                        if c in _STYLED else Text(cells[c]) for c in shown))
     return table
 
 
@@ -251,6 +260,30 @@ def list_alerts(
         return
     console.print(formatted)
     _say(console, f"{len(rows)} alerts" + (f" (limit {limit} reached)" if len(rows) >= limit else ""))
+
+
+@alerts_app.command("active")
+def active_alerts(
+    model: Annotated[str | None, typer.Option("--model", metavar="ID", help="only this model")] = None,
+    output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+) -> None:
+    """What fires now: alert episodes without a resolved event, since when, with their evidence (json, csv)."""
+    from stream.cli import common
+
+    if output not in ("table", "csv", "json"):
+        raise UserError(f"unknown format {output!r}: use table, csv or json")
+    columns, rows = common.run_query(active_query(_settings().clickhouse_database, model))
+    columns = columns or list(ACTIVE_COLUMNS)
+    formatted = format_rows(columns, rows, output, _ACTIVE_TABLE_COLUMNS)
+    if isinstance(formatted, str):
+        sys.stdout.write(formatted)
+        return
+    console = _out()
+    if not rows:
+        _say(console, "nothing is firing" + ("" if model is None else f" for model {model}"))
+        return
+    console.print(formatted)
+    _say(console, f"{len(rows)} firing; `--format json` shows each one's evidence SQL")
 
 
 @dataclass

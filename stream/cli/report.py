@@ -4,7 +4,6 @@ nothing holds the data directory, and write the self-contained HTML file."""
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,7 +61,7 @@ def write_report(s: Settings, model: str, since: str | None, until: str | None, 
         raise UserError(f"--since ({rng.since:%Y-%m-%d %H:%M:%S}) is not before --until "
                         f"({rng.until:%Y-%m-%d %H:%M:%S}): swap or fix them")
     running = read_runtime(s.data_dir)
-    token = getattr(s, "web_token", None) or os.environ.get("DRIFTWARDEN_WEB_TOKEN")
+    token = s.web_token.get_secret_value() if s.web_token is not None else None
     try:
         if running is not None and s.embedded_clickhouse:
             data = report_data(ServiceSource(running["web_url"], token), model, rng)

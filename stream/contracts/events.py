@@ -299,6 +299,45 @@ class MonitorSettings(BaseModel):
     )
 
 
+RULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An alert rule (parsed by stream.alerts.rules; its kind-specific fields such as metric, op, "
+    "value, by_percent are described in the README), or {\"disable\": \"<default rule name>\"}. The parameters "
+    "listed here decide whether a rule can fire.",
+    "properties": {
+        "kind": {"enum": ["threshold", "relative", "detector", "feature_drift", "data_quality", "no_data"],
+                 "description": "Rule kind."},
+        "name": {"type": "string", "description": "Unique per model; a default rule's name replaces that default."},
+        "disable": {"type": "string", "description": "Name of a default rule to remove (the entry's only key)."},
+        "severity": {"enum": ["info", "warning", "critical"], "default": "warning", "description": "Severity."},
+        "min_samples": {
+            "type": "integer", "minimum": 0, "default": 100,
+            "description": "threshold and relative rules: a window with fewer samples (labelled outcomes for "
+            "performance metrics, predictions otherwise) is not judged: the rule neither fires nor resolves on it.",
+        },
+        "for_windows": {
+            "type": "integer", "minimum": 1, "default": 1,
+            "description": "threshold rules: consecutive breaching windows before the rule fires.",
+        },
+        "resolve_after": {
+            "type": "integer", "minimum": 1, "default": 2,
+            "description": "Consecutive windows without the condition before a firing alert resolves (no_data: "
+            "default 1). Windows not judged (too few samples) neither count nor reset.",
+        },
+        "cooldown_windows": {
+            "type": "integer", "minimum": 0, "default": 2,
+            "description": "Windows after resolving during which the rule cannot fire again (no_data: default 0).",
+        },
+        "windows": {
+            "type": "integer", "minimum": 1, "default": 3,
+            "description": "no_data rules: windows (wall clock) without any prediction before the rule fires.",
+        },
+    },
+    "additionalProperties": True,
+}
+"""JSON Schema of one entry of ``ModelSpec.rules`` (a test keeps it equal to the rule models' defaults)."""
+
+
 class ModelSpec(BaseModel):
     """Registration of a monitored model: task, features, segments and monitor settings."""
 
@@ -325,7 +364,8 @@ class ModelSpec(BaseModel):
     )
     monitor: MonitorSettings = Field(default_factory=MonitorSettings, description="Monitor settings.")
     rules: list[dict[str, Any]] = Field(
-        default_factory=list, description="Alert rules (their format is defined by stream.alerts.rules)."
+        default_factory=list, description="Alert rules (their format is defined by stream.alerts.rules).",
+        json_schema_extra={"items": RULE_SCHEMA},
     )
 
     @model_validator(mode="after")

@@ -152,6 +152,12 @@ def summary(service: Service, report: DemoReport) -> str:
         f"SELECT model_id, feature, min(window_start) FROM {db}.feature_drift FINAL WHERE drifted = 1 "
         "AND feature NOT LIKE '\\_\\_%' GROUP BY model_id, feature ORDER BY model_id, feature")
     _, dead = ch.query_rows(f"SELECT count() FROM {db}.dead_letters")
+    _, estimated = ch.query_rows(  # label-free estimates beside the realised metric (NaN until labels land)
+        f"SELECT model_id, window_start, "
+        "anyIf(value, metric IN ('estimated_accuracy', 'estimated_mae')), anyIf(value, metric IN ('accuracy', 'mae')) "
+        f"FROM {db}.window_metrics FINAL WHERE segment = '' AND metric IN "
+        "('estimated_accuracy', 'estimated_mae', 'accuracy', 'mae') GROUP BY model_id, window_start "
+        "ORDER BY model_id, window_start")
     lines = ["", "demo summary",
              f"  produced        {report.predictions} predictions, {report.labels} labels "
              f"(drift injected at {time.strftime('%H:%M:%S', time.localtime(report.drift_at_ms / 1000))}, "
@@ -164,6 +170,10 @@ def summary(service: Service, report: DemoReport) -> str:
     lines += [f"                  {m}: {d} on {sig}, first at {t:%H:%M:%S}" for m, d, sig, t in detections]
     lines += [f"  drifted inputs  {len(drifted)} (model: feature, first drifted window)"]
     lines += [f"                  {m}: {f}, from the window of {t:%H:%M:%S}" for m, f, t in drifted]
+    lines += ["  estimated vs realised (accuracy or MAE per window; the estimate exists at the window's close)"]
+    for model_id in dict.fromkeys(row[0] for row in estimated):
+        cells = [f"{t:%H:%M:%S} {e:.3f}/{r:.3f}" for m, t, e, r in estimated if m == model_id]
+        lines.append(f"                  {model_id}: " + "  ".join(cells[-6:]))
     alerts = service.runtime.alerts_published if service.runtime is not None else []
     lines += [f"  alerts          {len(alerts)}"]
     lines += [f"                  [{a.severity} {a.state}] {a.message}" for a in alerts]
@@ -174,7 +184,8 @@ def summary(service: Service, report: DemoReport) -> str:
               f"  report          driftwarden report {windows[0][0] if windows else 'MODEL'} --out report.html",
               f"  driftwarden sql \"SELECT model_id, window_start, metric, value, samples "
               f"FROM {db}.window_metrics_latest WHERE segment = '' "
-              "AND metric IN ('accuracy', 'mae', 'label_coverage') ORDER BY model_id, window_start\"",
+              "AND metric IN ('accuracy', 'estimated_accuracy', 'mae', 'estimated_mae', 'label_coverage') "
+              "ORDER BY model_id, window_start\"",
               f"  driftwarden sql \"SELECT * FROM {db}.drift_events ORDER BY event_time\"",
               f"  driftwarden sql \"SELECT * FROM {db}.alerts ORDER BY time\""]
     if not report.drain_complete:

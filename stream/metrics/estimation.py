@@ -95,7 +95,7 @@ class ScoreCalibrator:
         calibration error above ``tolerance``.
     """
 
-    def __init__(self, bins: int = 20, horizon: float = 20_000, min_labels: int = 500,
+    def __init__(self, bins: int = 100, horizon: float = 20_000, min_labels: int = 500,
                  check_horizon: float = 2_000, alpha: float = 0.001, tolerance: float = 0.03) -> None:
         self.bins = bins
         self.horizon = float(horizon)
@@ -147,6 +147,17 @@ class ScoreCalibrator:
             found = self._cache[grid_bins] = self.calibrate(np.arange(grid_bins + 1) / grid_bins)
         return found
 
+    def uncertainty(self, grid_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Calibration bin of each grid point and the variance of each bin's calibrated rate (binomial over the
+        bin's decayed label count; 0 while not `ready`, when there is nothing to estimate it from)."""
+        grid = np.arange(grid_bins + 1) / grid_bins
+        index = np.minimum((grid * self.bins).astype(np.intp), self.bins - 1)
+        if not self.ready:
+            return index, np.zeros(self.bins)
+        n = self.counts[0]
+        rate = np.clip(self.calibrate(self.counts[1] / np.maximum(n, 1e-12)), 0.0, 1.0)
+        return index, np.where(n > 1e-9, rate * (1 - rate) / np.maximum(n, 1.0), 0.25)
+
     def check_result(self) -> tuple[float, float]:
         """(ECE, chi-square p-value) of the recent labels against the calibration they were checked with."""
         n, c_sum, positives, var = self.check
@@ -190,9 +201,12 @@ def hanley_mcneil_variance(auc: float, n_pos: float, n_neg: float) -> float:
     return (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
 
 
-def estimate_binary(state: BinaryState, calibrated: np.ndarray, z: float = Z_95) -> Metrics:
+def estimate_binary(state: BinaryState, calibrated: np.ndarray, z: float = Z_95,
+                    uncertainty: tuple[np.ndarray, np.ndarray] | None = None) -> Metrics:
     """CBPE over a window's scored predictions: ``estimated_<m>`` with ``_lower``/``_upper`` for each of
-    `ESTIMATED`; ``calibrated`` is the probability at each point of the window's score grid."""
+    `ESTIMATED`; ``calibrated`` is the probability at each point of the window's score grid. ``uncertainty``
+    (`ScoreCalibrator.uncertainty`) adds the calibration's own variance to the accuracy, precision, recall and
+    F1 bands (first order, bins independent)."""
     everything = state.prediction_scores.hist.astype(np.float64)
     pos_hist = state.positive_scores.astype(np.float64)
     neg_hist = everything - pos_hist
@@ -204,13 +218,23 @@ def estimate_binary(state: BinaryState, calibrated: np.ndarray, z: float = Z_95)
     tn = n_pn - fn
     v_tp, v_fn = float(pos_hist @ spread), float(neg_hist @ spread)
     out: Metrics = {}
-    _band(out, "accuracy", _div(tp + tn, n), _div(v_tp + v_fn, n * n), n, z)
-    _band(out, "precision", _div(tp, n_pp), _div(v_tp, n_pp * n_pp), int(n_pp), z)
     actual = tp + fn
-    _band(out, "recall", _div(tp, actual), _div(fn * fn * v_tp + tp * tp * v_fn, actual**4), n, z)
     d = tp + fn + n_pp
+    # calibration: a change of bin b's rate moves TP by pos_b and FN by neg_b (window counts in that bin)
+    cal = {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    if uncertainty is not None and n > 0:
+        index, var = uncertainty
+        pos_b = np.bincount(index, weights=pos_hist, minlength=var.size)
+        neg_b = np.bincount(index, weights=neg_hist, minlength=var.size)
+        cal["accuracy"] = float(np.sum((pos_b - neg_b) ** 2 * var)) / (n * n)
+        cal["precision"] = _div(float(np.sum(pos_b**2 * var)), n_pp * n_pp)
+        cal["recall"] = _div(float(np.sum((pos_b * fn - neg_b * tp) ** 2 * var)), actual**4)
+        cal["f1"] = _div(float(np.sum((2 * (pos_b * (fn + n_pp) - tp * neg_b)) ** 2 * var)), d**4)
+    _band(out, "accuracy", _div(tp + tn, n), _div(v_tp + v_fn, n * n) + cal["accuracy"], n, z)
+    _band(out, "precision", _div(tp, n_pp), _div(v_tp, n_pp * n_pp) + cal["precision"], int(n_pp), z)
+    _band(out, "recall", _div(tp, actual), _div(fn * fn * v_tp + tp * tp * v_fn, actual**4) + cal["recall"], n, z)
     f1_var = _div(4 * (fn + n_pp) ** 2 * v_tp + 4 * tp * tp * v_fn, d**4)
-    _band(out, "f1", _div(2 * tp, d), f1_var, n, z)
+    _band(out, "f1", _div(2 * tp, d), f1_var + cal["f1"], n, z)
     positives, negatives = everything * c, everything * (1.0 - c)
     auc = roc_auc_from_histograms(positives, negatives)
     _band(out, "roc_auc", auc, hanley_mcneil_variance(auc, float(positives.sum()), float(negatives.sum())), n, z)
@@ -231,7 +255,7 @@ def estimates(state: BinaryState, calibrator: ScoreCalibrator, bins: int) -> Met
     """Every estimated metric of a window, plus ``estimate_reliable`` (1/0, the calibrator's verdict) and
     ``estimate_calibration_error`` (ECE of the calibrated scores on the window's labelled outcomes)."""
     calibrated = calibrator.probabilities(bins)
-    out = estimate_binary(state, calibrated)
+    out = estimate_binary(state, calibrated, uncertainty=calibrator.uncertainty(bins))
     n = out["estimated_accuracy"][1]
     out["estimate_reliable"] = (1.0 if calibrator.reliable() else 0.0, n)
     out["estimate_calibration_error"] = calibration_check(state, calibrated)
@@ -259,7 +283,7 @@ class ErrorModel:
         self.edges = np.zeros(0)  # inner bin edges, fixed once warm
         self.pending: list[float] = []  # predictions of the warm-up
         self.pending_errors: list[float] = []
-        self.sums = np.zeros((3, bins))  # per bin, decayed: count, sum |error|, sum error²
+        self.sums = np.zeros((4, bins))  # per bin, decayed: count, sum |error|, sum error², sum of predictions
 
     @property
     def ready(self) -> bool:
@@ -282,11 +306,11 @@ class ErrorModel:
         b = np.searchsorted(self.edges, pred)
         self.sums *= math.exp(-pred.size / self.horizon)
         self.sums += np.stack([np.bincount(b, weights=w, minlength=self.bins)
-                               for w in (np.ones_like(err), err, err * err)])
+                               for w in (np.ones_like(err), err, err * err, pred)])
 
     def bin_errors(self) -> tuple[np.ndarray, np.ndarray]:
         """Per bin: mean absolute error and variance of the absolute error (empty bins borrow the overall)."""
-        n, total, squares = self.sums
+        n, total, squares, _ = self.sums
         all_n = max(float(n.sum()), 1e-12)
         overall_mean = float(total.sum()) / all_n
         overall_var = max(float(squares.sum()) / all_n - overall_mean**2, 0.0)
@@ -294,6 +318,21 @@ class ErrorModel:
         mean = np.where(used, total / np.where(used, n, 1.0), overall_mean)
         var = np.where(used, np.maximum(squares / np.where(used, n, 1.0) - mean**2, 0.0), overall_var)
         return mean, var
+
+    def expected_error(self, predictions: np.ndarray) -> np.ndarray:
+        """Expected ``|error|`` at each prediction: linear between the bins' mean predictions, extended along the
+        outermost two bins' line beyond them (a shift moves predictions past the labelled range)."""
+        mean, _ = self.bin_errors()
+        n = self.sums[0]
+        used = n > 1e-9
+        x, y = self.sums[3][used] / n[used], mean[used]
+        if x.size < 2:
+            return np.full(predictions.shape, float(y[0]) if y.size else math.nan)
+        out = np.interp(predictions, x, y)
+        lo, hi = predictions < x[0], predictions > x[-1]
+        out[lo] = y[0] + (predictions[lo] - x[0]) * (y[1] - y[0]) / max(x[1] - x[0], 1e-12)
+        out[hi] = y[-1] + (predictions[hi] - x[-1]) * (y[-1] - y[-2]) / max(x[-1] - x[-2], 1e-12)
+        return np.maximum(out, 0.0)
 
     def estimate(self, state: RegressionState, z: float = Z_95) -> Metrics:
         """``estimated_mae`` with ``_lower``/``_upper`` for a window, and ``estimate_reliable`` (warm or not)."""
@@ -304,9 +343,10 @@ class ErrorModel:
                 out[f"estimated_mae{suffix}"] = (math.nan, n)
         else:
             qs = (np.arange(self.points) + 0.5) / self.points
-            b = np.searchsorted(self.edges, state.prediction_sketch.quantiles(qs))
-            mean, var = self.bin_errors()
-            value, se = float(mean[b].mean()), math.sqrt(float(var[b].mean()) / n)
+            points = state.prediction_sketch.quantiles(qs)
+            b = np.searchsorted(self.edges, points)
+            _, var = self.bin_errors()
+            value, se = float(self.expected_error(points).mean()), math.sqrt(float(var[b].mean()) / n)
             out["estimated_mae"] = (value, n)
             out["estimated_mae_lower"] = (max(value - z * se, 0.0), n)
             out["estimated_mae_upper"] = (value + z * se, n)
@@ -319,6 +359,6 @@ class ErrorModel:
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         self.edges = np.asarray(arrays["edges"], np.float64)
-        self.sums = np.asarray(arrays["sums"], np.float64).reshape(3, self.bins)
+        self.sums = np.asarray(arrays["sums"], np.float64).reshape(4, self.bins)
         self.pending = np.asarray(arrays["pending"], np.float64).tolist()
         self.pending_errors = np.asarray(arrays["pending_errors"], np.float64).tolist()

@@ -20,7 +20,6 @@ the attribution and of the drift results the rules see (the output detector cove
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,16 +43,18 @@ from stream.alerts.rules import (
 )
 from stream.alerts.state import AlertTracker
 from stream.contracts.events import AlertEvent, ModelSpec
+from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
 from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
-from stream.monitor.profiles import FeatureProfile, bin_counts
+from stream.monitor.input_watch import InputWatch, WatchParams
+from stream.monitor.profiles import FeatureProfile, bin_index, counts_of
 from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
 from stream.monitor.reference import ReferenceBuilder
 from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, quality_rows
 
 __all__ = ["ModelMonitor"]
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 1 was a pickle, refused
 _MAX_KEPT_DETECTIONS = 10_000
 _LABEL_DELAYS_KEPT = 1024  # recent label delays the learned label delay is the 95th percentile of
 _LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was seen
@@ -80,6 +81,8 @@ class ModelMonitor:
         registry stores it); None (or empty) builds one from the first ``reference_events`` events.
     detector_params
         Parameters of every :class:`SignalMonitor`.
+    watch_params
+        Parameters of the online CUSUMs on every input (:class:`InputWatch`).
     database
         ClickHouse database named in the alerts' evidence queries.
     """
@@ -90,6 +93,7 @@ class ModelMonitor:
         reference: Mapping[str, FeatureProfile | Mapping[str, Any]] | None = None,
         detector_params: DetectorParams | None = None,
         database: str = "driftwarden",
+        watch_params: WatchParams | None = None,
     ) -> None:
         self.spec = spec
         self.model_id = spec.model_id
@@ -136,6 +140,8 @@ class ModelMonitor:
         self.signals: dict[tuple[str, str], SignalMonitor] = {}
         self.detections: list[Detection] = []
         self.stream_times: dict[tuple[str, str], int] = {}
+        self.watch_params = watch_params or WatchParams()
+        self.watches: dict[str, InputWatch] = {}  # online detectors on the inputs, per version
 
     @property
     def reference(self) -> dict[str, FeatureProfile] | None:
@@ -163,7 +169,11 @@ class ModelMonitor:
     def _signal(self, version: str, signal: str) -> SignalMonitor:
         mon = self.signals.get((version, signal))
         if mon is None:
-            mon = SignalMonitor(self.model_id, version, signal, self.detector_params)
+            # the output detectors start from the reference's mean and spread when it has them: no warm-up
+            ref = (self.reference or {}).get(self.pseudo or "") if signal == self.output_signal else None
+            seeded = ref is not None and ref.mean is not None and bool(ref.std)
+            mean, std = (ref.mean, ref.std) if seeded and ref is not None else (None, None)
+            mon = SignalMonitor(self.model_id, version, signal, self.detector_params, mean, std)
             self.signals[(version, signal)] = mon
         return mon
 
@@ -226,6 +236,7 @@ class ModelMonitor:
         for (version, start), idx in _groups(versions, starts):
             sketch = self._sketch(version, start, profiles)
             rows = idx[idx >= first_f]
+            bins: dict[str, np.ndarray] = {}
             if rows.size:
                 cols = to_columns([features[i] for i in rows.tolist()], self.specs)
                 sketch.quality.add_columns(cols)
@@ -234,11 +245,45 @@ class ModelMonitor:
                     p = profiles.get(name)
                     if p is not None:
                         values = cols.numeric[name] if name in cols.numeric else cols.categorical[name]
-                        sketch.counts[name] += bin_counts(p, values)
+                        bins[name] = bin_index(p, values)
+                        sketch.counts[name] += counts_of(p, bins[name])
             out_rows = idx[idx >= first_o]
             if self.pseudo in profiles and out_rows.size:
                 assert self.pseudo is not None
-                sketch.counts[self.pseudo] += bin_counts(profiles[self.pseudo], outputs[out_rows])
+                bins[self.pseudo] = bin_index(profiles[self.pseudo], outputs[out_rows])
+                sketch.counts[self.pseudo] += counts_of(profiles[self.pseudo], bins[self.pseudo])
+            # the online input detectors see whole rows only (none while a reference is being built)
+            if self.watch_params.enabled and rows.size and (self.pseudo not in bins or out_rows.size == rows.size):
+                found += self._watch(version, profiles, bins, pos[rows], ts[rows])
+        return found
+
+    def _watch(
+        self, version: str, profiles: Mapping[str, FeatureProfile], bins: Mapping[str, np.ndarray],
+        pos: np.ndarray, ts: np.ndarray,
+    ) -> list[Detection]:
+        """Feed the bin indices of one version's rows to its input CUSUMs; return their detections."""
+        names = [name for name in profiles if name in bins]
+        watch = self.watches.get(version)
+        if watch is None or watch.names != names:
+            signals = {n: self.output_signal if n == self.pseudo else f"input:{n}" for n in names}
+            watch = self.watches[version] = InputWatch({n: profiles[n] for n in names}, signals, self.watch_params)
+        times = self._stream_time(version, "inputs", ts)
+        first = watch.mean.seen
+        watch.clock.add(first, times)
+        found: list[Detection] = []
+        for signal, alarm, run_mean in watch.update([bins[n] for n in names]):
+            k = alarm.row - first
+            column = watch.var_names[alarm.column] if signal.endswith(":variance") else alarm.column
+            prof = profiles[names[column]]
+            found.append(Detection(
+                detector="cusum", model_id=self.model_id, version=version, signal=signal, position=alarm.row,
+                source_position=int(pos[k]), event_time_ms=int(times[k]), estimate_before=0.0,
+                estimate_after=run_mean, scale_mean=prof.mean or 0.0, scale_std=prof.std or 1.0,
+                params={"k": watch.params.k, "h": round(alarm.threshold, 3), "side": alarm.side},
+                change_position=alarm.start, change_time_ms=watch.clock.time_of(alarm.start),
+            ))  # fmt: skip
+        self.detections.extend(found)
+        del self.detections[:-_MAX_KEPT_DETECTIONS]
         return found
 
     def _sketch(self, version: str, start: int, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
@@ -458,9 +503,8 @@ class ModelMonitor:
 
     def to_bytes(self) -> bytes:
         """Checkpoint the whole state: reference (and its builders), open windows, detectors, recent
-        detections, alert state and rule history. A pickle: restore trusted data only."""
+        detections, alert state and rule history, in the explicit format of :mod:`stream.contracts.state_codec`."""
         state = {
-            "version": _CHECKPOINT_VERSION,
             "model_id": self.model_id,
             "reference": self.builder.state(),
             "windows": {
@@ -468,8 +512,9 @@ class ModelMonitor:
                 for key, s in self.windows.items()
             },
             "signals": {key: mon.to_bytes({}) for key, mon in self.signals.items()},
-            "detections": self.detections,
+            "detections": [dataclasses.asdict(d) for d in self.detections],
             "stream_times": self.stream_times,
+            "watches": {v: w.state() for v, w in self.watches.items()},
             "tracker": self.tracker.to_bytes(),
             "history": self.history.to_bytes(),
             "last_prediction_ms": self.last_prediction_ms,
@@ -477,7 +522,7 @@ class ModelMonitor:
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
         }
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return encode_state("model_monitor", _CHECKPOINT_VERSION, state)
 
     @classmethod
     def from_bytes(
@@ -488,9 +533,17 @@ class ModelMonitor:
         database: str = "driftwarden",
     ) -> ModelMonitor:
         """Restore a monitor saved by :meth:`to_bytes` for the same model (rules come from ``spec``)."""
-        state = pickle.loads(data)
-        if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
-            raise ValueError("not a model monitor checkpoint of this version; start the monitor afresh")
+        _, state = decode_state(data, "model_monitor", (_CHECKPOINT_VERSION,))
+        try:
+            return cls._from_state(state, spec, detector_params, database)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StateDecodeError):
+                raise
+            raise StateDecodeError(f"model_monitor checkpoint refused: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], spec: ModelSpec, detector_params: DetectorParams | None,
+                    database: str) -> ModelMonitor:
         if state["model_id"] != spec.model_id:
             raise ValueError(f"checkpoint is of model {state['model_id']!r}, not {spec.model_id!r}")
         mon = cls(spec, None, detector_params, database)
@@ -499,8 +552,16 @@ class ModelMonitor:
             acc = QualityAccumulator.from_bytes(quality, mon.specs, mon.reference)
             mon.windows[key] = _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()}, acc, n)
         mon.signals = {key: SignalMonitor.from_bytes(raw)[0] for key, raw in state["signals"].items()}
-        mon.detections = list(state["detections"])
+        mon.detections = [Detection(**d) for d in state["detections"]]
         mon.stream_times = dict(state["stream_times"])
+        for version, watch_state in state.get("watches", {}).items():
+            names = list(watch_state["names"])
+            signals = {n: mon.output_signal if n == mon.pseudo else f"input:{n}" for n in names}
+            profiles = mon.profiles
+            if all(n in profiles for n in names):
+                watch = InputWatch({n: profiles[n] for n in names}, signals, mon.watch_params)
+                watch.restore(watch_state)
+                mon.watches[version] = watch
         mon.tracker = AlertTracker.from_bytes(state["tracker"])
         mon.history = MetricHistory.from_bytes(state["history"])
         mon.last_prediction_ms = state.get("last_prediction_ms")

@@ -40,7 +40,7 @@ DATA_QUALITY_COLUMNS = (
 )  # fmt: skip
 DRIFT_EVENT_COLUMNS = (
     "model_id", "model_version", "detector", "signal", "event_time", "position", "estimate_before",
-    "estimate_after", "params", "detected_at",
+    "estimate_after", "params", "detected_at", "change_position", "change_time",
 )  # fmt: skip
 
 
@@ -112,7 +112,8 @@ def quality_rows(
 
 def detection_row(d: Detection, model_id: str, detected_at: datetime | None = None) -> tuple[Any, ...]:
     """A ``drift_events`` row; ``params`` is JSON of the detector parameters plus ``source_position``,
-    ``scale_mean`` and ``scale_std``; ``detected_at`` defaults to now (UTC)."""
+    ``scale_mean`` and ``scale_std``; ``detected_at`` defaults to now (UTC); ``change_position`` and
+    ``change_time`` are the estimated change point (NULL when the detector gives none)."""
     params = {**d.params, "source_position": d.source_position, "scale_mean": d.scale_mean,
               "scale_std": d.scale_std}  # fmt: skip
     return (
@@ -120,4 +121,6 @@ def detection_row(d: Detection, model_id: str, detected_at: datetime | None = No
         float(d.estimate_before), float(d.estimate_after),
         orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode(),
         datetime.now(UTC) if detected_at is None else detected_at,
+        None if d.change_position is None else int(d.change_position),
+        None if d.change_time_ms is None else ms_to_datetime(d.change_time_ms),
     )  # fmt: skip

@@ -8,7 +8,6 @@ covers the ingest stage re-emitting, after its own restart, what it had emitted 
 from __future__ import annotations
 
 import datetime as dt
-import pickle
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -18,6 +17,7 @@ import numpy as np
 import orjson
 
 from stream.contracts.events import ModelSpec
+from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
 from stream.metrics.classification import BinaryState, label_mask
 from stream.metrics.estimation import ErrorModel, ScoreCalibrator, calibration_check, estimates
 from stream.metrics.fairness import fairness_metrics
@@ -34,6 +34,9 @@ from stream.pipeline.windows import ModelClock, WindowKey, WindowStore, segment_
 
 WINDOW_METRIC_COLUMNS = ("model_id", "model_version", "segment", "window_start", "window_end", "metric",
                          "value", "samples", "version", "updated_at")
+
+CHECKPOINT_VERSION = 2
+"""Version of the aggregator's checkpoint state (1 was a pickle: refused, rebuilt from Kafka)."""
 
 
 def class_text(value: Any) -> str:
@@ -298,7 +301,7 @@ class Aggregator:
         self.store.changed.clear()
         horizon, clock, keys, stamps = self.recent.to_arrays()
         state = {
-            "format": 1, "next_offset": self.next_offset,
+            "next_offset": self.next_offset,
             "windows": {_key_text(k): v for k, v in self._serialized.items() if k in self.store.windows},
             "dirty": [_key_text(k) for k in self.store.dirty], "closed": [_key_text(k) for k in self.store.closed],
             "clocks": {m: (c.max_event_ms, c.watermark_ms, c.idle_ms, c.sources, c.expected)
@@ -317,14 +320,26 @@ class Aggregator:
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
             "too_late_by_model": dict(self.store.too_late_by_model),
         }
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return encode_state("aggregator", CHECKPOINT_VERSION, state)
 
     @classmethod
     def restore(cls, data: bytes, spec_for: Callable[[str], ModelSpec],
                 profile_for: Callable[[str], dict[str, Any] | None] = lambda _: None,
                 database: str = "driftwarden", max_versions: int = 50, max_segment_values: int = 100) -> Aggregator:
-        """Rebuild from `snapshot` bytes (written by Driftwarden itself into its checkpoints table)."""
-        state = pickle.loads(data)
+        """Rebuild from `snapshot` bytes; :class:`StateDecodeError` when they are not an aggregator state (an
+        old pickle checkpoint is refused, never loaded)."""
+        _, state = decode_state(data, "aggregator", (CHECKPOINT_VERSION,))
+        try:
+            return cls._from_state(state, spec_for, profile_for, database, max_versions, max_segment_values)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, StateDecodeError):
+                raise
+            raise StateDecodeError(f"aggregator checkpoint refused: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], spec_for: Callable[[str], ModelSpec],
+                    profile_for: Callable[[str], dict[str, Any] | None], database: str, max_versions: int,
+                    max_segment_values: int) -> Aggregator:
         horizon, clock, keys, stamps = state["recent"]
         out = cls(spec_for, horizon, profile_for, database, max_versions, max_segment_values)
         out.monitors = {m: ModelMonitor.from_bytes(blob, spec_for(m), database=database)

@@ -33,6 +33,7 @@ from stream.alerts.webhook import WebhookSender, WebhookTarget
 from stream.config import Settings
 from stream.contracts.events import AlertEvent, DeadLetter, ModelSpec
 from stream.contracts.registry import RegisteredModel, Registry, encode, infer_spec
+from stream.contracts.state_codec import StateDecodeError
 from stream.errors import UserError
 from stream.kafka.epoch import EPOCH_KEY, offsets_of_epoch, read_epoch
 from stream.kafka.ingest_consumer import IngestConsumer
@@ -333,8 +334,14 @@ class Runtime:
             found = await asyncio.to_thread(self.checkpoints.load, "ingest", partition)
             if found is not None:
                 offsets, state = found
-                self.ingest.restore(partition, {} if self.fresh_broker else self._of_epoch(offsets), state)
-                log.info("ingest partition %s restored at offsets %s", partition, found[0])
+                try:
+                    self.ingest.restore(partition, {} if self.fresh_broker else self._of_epoch(offsets), state)
+                except (ValueError, KeyError, TypeError) as exc:  # a broken checkpoint is treated as absent
+                    log.warning("ingest partition %s: checkpoint refused (%s: %s); starting it afresh from Kafka",
+                                partition, type(exc).__name__, str(exc)[:200])
+                    self.ingest.forget(partition)
+                else:
+                    log.info("ingest partition %s restored at offsets %s", partition, found[0])
             self.restored_ingest.add(partition)
 
     def profile_for(self, model_id: str) -> dict[str, Any] | None:
@@ -349,8 +356,17 @@ class Runtime:
                                     max_versions=self.settings.max_versions_per_model,
                                     max_segment_values=self.settings.max_segment_values)
         else:
-            aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db,
-                                            self.settings.max_versions_per_model, self.settings.max_segment_values)
+            try:
+                aggregator = Aggregator.restore(found[1], self.spec_for, self.profile_for, db,
+                                                self.settings.max_versions_per_model,
+                                                self.settings.max_segment_values)
+            except StateDecodeError as exc:  # never executed: treated as absent, rebuilt from Kafka
+                log.warning("aggregate partition %s: %s; starting it afresh from Kafka", partition, exc)
+                found = None
+                aggregator = Aggregator(self.spec_for, profile_for=self.profile_for, database=db,
+                                        max_versions=self.settings.max_versions_per_model,
+                                        max_segment_values=self.settings.max_segment_values)
+        if found is not None:
             if self.fresh_broker or not self._of_epoch(found[0]):
                 aggregator.next_offset = 0
             log.info("aggregate partition %s restored at offset %s", partition, aggregator.next_offset)

@@ -1,5 +1,6 @@
-"""The HTTP endpoint: ``/healthz``, ``/readyz``, Prometheus ``/metrics`` (open, no data) and ``/sql`` (data:
-bearer token when ``DRIFTWARDEN_WEB_TOKEN`` is set).
+"""The HTTP endpoint: ``/healthz``, ``/readyz``, Prometheus ``/metrics`` (open, no data), ``/sql`` and
+``/alerts/active`` (the alert episodes firing now, as JSON) (data: bearer token when ``DRIFTWARDEN_WEB_TOKEN``
+is set).
 
 Hardening: a request must arrive whole within ``read_timeout`` (slow clients are disconnected), at most
 ``max_connections`` at once, bodies up to ``max_body_bytes``, undecodable bodies get 400, and each kind of
@@ -26,6 +27,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from stream.alerts.history import active_query
 from stream.runtime.dashboard import add_dashboard_routes
 from stream.storage.clickhouse import ClickHouse
 from stream.storage.readonly_sql import ReadOnlySQL
@@ -165,6 +167,16 @@ def build_web_app(
         body = {"columns": result.columns, "rows": result.rows, "truncated": result.truncated}
         return web.Response(body=dumps(body), content_type="application/json")
 
+    async def alerts_active(request: web.Request) -> web.Response:
+        try:
+            columns, rows = await ch.aquery_rows(active_query(ch.database, request.query.get("model")))
+        except Exception as exc:
+            text = str(exc).strip()
+            note("alerts_active", text.splitlines()[0] if text else type(exc).__name__)
+            return _error(500, "the alerts table could not be read; see the service log")
+        alerts = [dict(zip(columns, row, strict=True)) for row in rows]
+        return web.Response(body=dumps({"firing": len(alerts), "alerts": alerts}), content_type="application/json")
+
     app = web.Application(client_max_size=lim.max_body_bytes, middlewares=[guard])
     app["busy"] = busy
     app["deadlines"] = deadlines
@@ -173,7 +185,7 @@ def build_web_app(
     add_dashboard_routes(app, ch, dumps)
     app.add_routes([
         web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics),
-        web.get("/sql", run_sql), web.post("/sql", run_sql),
+        web.get("/sql", run_sql), web.post("/sql", run_sql), web.get("/alerts/active", alerts_active),
     ])
     return app
 

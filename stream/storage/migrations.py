@@ -110,6 +110,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE {db}.outcomes ADD COLUMN IF NOT EXISTS written_at DateTime('UTC') DEFAULT now()",
         "ALTER TABLE {db}.outcomes MODIFY TTL written_at + INTERVAL {outcomes_ttl_days} DAY",
     )),
+    # --- issue 18: a detection's estimated change point beside the time it was noticed
+    Migration(70, "drift event change point", (
+        f"""ALTER TABLE {{db}}.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
+            ADD COLUMN IF NOT EXISTS change_time Nullable({_TS})""",
+    )),
 )
 
 

@@ -20,6 +20,7 @@ from stream.demo.synthetic import DRIFTED_FEATURES
 from stream.runtime.dashboard_data import TimeRange
 from stream.runtime.report import report_data
 from tests.helpers import wait_until
+from tests.integration.conftest import http_json
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MODEL = "credit-risk"
+TOKEN = "dashboard-test-token"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install -e .[dev])")
 
@@ -70,7 +72,7 @@ def _inlined(html: str) -> dict[str, Any]:
 def test_dashboard_shows_the_demo_models_and_the_report_matches_sql(make_worker: Any, browser: Any,
                                                                       tmp_path: Path) -> None:
     worker = make_worker("demo", ["--demo", "--serve", "--duration", "20", "--rate", "300", "--drift-after", "8",
-                                  "--window-seconds", "4"])
+                                  "--window-seconds", "4"], DRIFTWARDEN_WEB_TOKEN=TOKEN)
     worker.start()
     wait_until(lambda: "still serving the dashboard" in worker.output(), 150, 0.5, "the demo traffic to end")
     assert f"{worker.url}/dashboard" in worker.output()  # the demo prints the dashboard's URL
@@ -80,7 +82,8 @@ def test_dashboard_shows_the_demo_models_and_the_report_matches_sql(make_worker:
 
     # --- overview: every model, unhealthy after the injected drift, sparklines with points ---------------
     page = _page(browser, errors)
-    page.goto(f"{worker.url}/dashboard")
+    assert http_json(f"{worker.url}/api/overview")[0] == 401  # the data needs the token; the page does not
+    page.goto(f"{worker.url}/dashboard#token={TOKEN}")  # the page keeps it and sends it as a bearer token
     page.wait_for_selector("tr[data-model]", timeout=30_000)
     health = dict(page.eval_on_selector_all("tr[data-model]",
                                             "rows => rows.map(r => [r.dataset.model, r.dataset.health])"))
@@ -97,6 +100,10 @@ def test_dashboard_shows_the_demo_models_and_the_report_matches_sql(make_worker:
                            timeout=20_000)  # polled again: the page updates by itself
 
     # --- one model: metric charts, drift marked, heatmap names the drifted inputs, alerts with SQL ------
+    # A 20 s run may end before any metric rule may judge (labels not yet due); the no-data rule fires by the
+    # wall clock a few windows after the traffic ends, so the alert list has something to show.
+    source = ServiceSource(worker.url, TOKEN)
+    wait_until(lambda: source.model(MODEL, None, "", TimeRange())["alerts"], 90, 1.0, f"an alert on {MODEL}")
     page.goto(f"{worker.url}/dashboard?model={MODEL}")
     page.wait_for_selector("#m-quality[data-points]", timeout=30_000)
     assert _points(page, "#m-quality")[0] >= 3 * 4 and _points(page, "#m-volume")[0] >= 3 * 2
@@ -112,12 +119,12 @@ def test_dashboard_shows_the_demo_models_and_the_report_matches_sql(make_worker:
     assert not errors, errors
 
     # --- report through the running service (in this process), then from the data directory -------------
-    windows = sorted(report_data(ServiceSource(worker.url), MODEL, TimeRange())["pages"].values(),
+    windows = sorted(report_data(source, MODEL, TimeRange())["pages"].values(),
                      key=lambda p: p["version"])[0]["metrics"]["t"]
     assert len(windows) >= 4
     since, until = windows[1], windows[-1]  # a range that cuts windows off both ends
     rng = TimeRange(dt.datetime.fromtimestamp(since / 1000, dt.UTC), dt.datetime.fromtimestamp(until / 1000, dt.UTC))
-    live = report_data(ServiceSource(worker.url), MODEL, rng)
+    live = report_data(source, MODEL, rng)
     worker.stop(signal.SIGINT)  # the report below reads the data directory itself
     out = tmp_path / "report.html"
     _cli(worker.env, "report", MODEL, "--since", str(since), "--until", str(until), "--out", str(out))

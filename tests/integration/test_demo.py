@@ -58,6 +58,13 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
         assert set(features) <= {row[1] for row in drifted if row[0] == model_id}
 
     assert re.search(r"alerts\s+[1-9]", out)
+    assert "estimated vs realised" in out
+    estimated = _sql(env, "SELECT model_id, metric, countIf(isFinite(value)) FROM driftwarden.window_metrics FINAL "
+                          "WHERE segment = '' AND metric IN ('estimated_accuracy', 'estimated_mae') "
+                          "GROUP BY model_id, metric ORDER BY model_id")
+    assert [(m, metric) for m, metric, _ in estimated] == [("credit-risk", "estimated_accuracy"),
+                                                          ("delivery-eta", "estimated_mae")]
+    assert all(int(n) > 0 for _, _, n in estimated)
     assert "drifted inputs:" in out
     broker = re.search(r"Kafka\s+(127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
     assert not pids_with_cmdline(f"tcp://{broker}"), "the demo left its broker running"

@@ -16,6 +16,7 @@ from stream.contracts.events import ModelSpec
 from stream.contracts.registry import RegisteredModel, encode
 from stream.kafka.embedded import EmbeddedBroker
 from tests.helpers import wait_until
+from tests.integration.conftest import http_json
 from tests.integration.test_alerts_flow import _send
 
 pytestmark = pytest.mark.integration
@@ -64,10 +65,16 @@ def test_a_model_that_stops_sending_fires_one_no_data_alert_then_resolves_when_i
         # arrived; arrival is after sending, and a loaded machine may delay the tick (hence the slack).
         assert last_sent + silence <= fired_at <= last_sent + silence + 10, fired_at - last_sent
         assert "no predictions from scorer" in fired[0]["message"]
+        status, active = http_json(worker.url + "/alerts/active")
+        assert status == 200 and active["firing"] == 1, active
+        first = active["alerts"][0]
+        assert (first["alert_id"], first["rule"]) == (fired[0]["alert_id"], "default-no-data")
+        assert "metric = 'predictions'" in first["evidence_sql"]
 
         asyncio.run(_send(bootstrap, predictions(1)))
         both = wait_until(lambda: [a for a in alerts(worker) if a["state"] == "resolved"] and alerts(worker),
                           60, 0.2, "the resolved alert")
         assert [(a["state"], a["alert_id"]) for a in both] == [
             ("firing", fired[0]["alert_id"]), ("resolved", fired[0]["alert_id"])]
+        assert http_json(worker.url + "/alerts/active?model=scorer") == (200, {"firing": 0, "alerts": []})
         assert worker.stop() == 0

@@ -253,3 +253,52 @@ def test_slow_and_surplus_clients_are_disconnected_without_tracebacks(make_worke
 def _reset_recorder() -> None:
     _Recorder.hits = []
 
+
+
+_PLANT = """
+import sys, datetime, pickle, os
+import clickhouse_connect
+path, marker = sys.argv[1], sys.argv[2]
+
+class Plant:
+    def __reduce__(self):
+        return (os.system, ("touch " + marker,))
+
+client = clickhouse_connect.get_client(dsn="chdb://" + path)
+payload = pickle.dumps({"monitors": Plant()})
+rows = [(stage, p, '{"outcomes": 0}', payload, 2**64 - 1, datetime.datetime.now(datetime.UTC))
+        for stage in ("aggregate", "ingest") for p in range(4)]
+client.insert("checkpoints", rows, column_names=["stage", "partition", "offsets", "state", "version", "saved_at"],
+              database="driftwarden")
+client.close()
+"""
+
+
+def test_a_planted_pickle_checkpoint_never_executes(make_worker: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    worker = make_worker("plant").start()
+    assert worker.stop() == 0
+    planted = subprocess.run([sys.executable, "-c", _PLANT, str(worker.data_dir / "clickhouse"), str(marker)],
+                             capture_output=True, text=True, timeout=120)
+    assert planted.returncode == 0, planted.stderr
+    worker.start()
+    scenario = Scenario(seed=5, start_ms=int(time.time() * 1000) - 60_000)
+    predictions = scenario.predictions(200, rate_per_s=50)
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=worker.runtime()["bootstrap_servers"], linger_ms=5)
+        await producer.start()
+        try:
+            for p in predictions:
+                await producer.send("predictions", orjson.dumps(p), key=p["prediction_id"].encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    wait_until(lambda: "aggregate partition" in worker.output() and "old pickle checkpoint" in worker.output(), 90,
+               0.2, "the planted aggregate checkpoint to be refused")
+    assert "ingest partition" in worker.output()
+    assert not marker.exists()
+    assert worker.ready()
+    assert "Traceback" not in worker.output()

@@ -189,8 +189,9 @@ def test_silences_book_tombstone_ends_and_bad_records_raise() -> None:
 
 
 def test_list_query_filters_and_escapes() -> None:
-    head = ("SELECT toString(time) AS time_utc, state, severity, model_id, model_version, segment, rule, metric, "
-            "observed, threshold, message, alert_id FROM db.alerts FINAL")
+    head = ("SELECT toString(time) AS time_utc, state, if(alert_id IN (SELECT alert_id FROM db.alerts WHERE "
+            "state = 'resolved'), 'resolved', 'firing') AS episode, severity, model_id, model_version, segment, rule, "
+            "metric, observed, threshold, message, alert_id FROM db.alerts FINAL")
     tail = " ORDER BY time DESC, alert_id, state DESC LIMIT 50"
     assert list_query("db", since=None) == head + tail
     # 24h before 2024-05-01 12:00:00.250 UTC, written independently of the code under test
@@ -210,7 +211,8 @@ def test_list_query_filters_and_escapes() -> None:
 
 
 def row(**over: Any) -> list[Any]:
-    base = {"time_utc": "2024-05-01 12:05:00.000", "state": "firing", "severity": "critical", "model_id": "fraud",
+    base = {"time_utc": "2024-05-01 12:05:00.000", "state": "firing", "episode": "resolved", "severity": "critical",
+            "model_id": "fraud",
             "model_version": "1", "segment": "", "rule": "auc-drop", "metric": "auc", "observed": 0.61,
             "threshold": 0.7, "message": "auc of fraud v1 fell to 0.61", "alert_id": "a" * 40}
     base.update(over)
@@ -232,8 +234,8 @@ def test_format_rows_csv_json_and_table() -> None:
     assert format_rows(LIST_COLUMNS, [], "csv") == ",".join(LIST_COLUMNS) + "\n"
     table = format_rows(LIST_COLUMNS, rows, "table")
     assert not isinstance(table, str)
-    assert [c.header for c in table.columns] == ["time_utc", "state", "severity", "model_id", "model_version",
-                                                 "segment", "rule", "message", "alert_id"]
+    assert [c.header for c in table.columns] == ["time_utc", "state", "episode", "severity", "model_id",
+                                                 "model_version", "segment", "rule", "message", "alert_id"]
     assert [str(c) for c in table.columns[-1]._cells] == ["a" * 12, "a" * 12]
 
 
@@ -265,7 +267,7 @@ def test_list_command_empty_and_filled(fake_query: FakeQuery) -> None:
     last = fake_query.statements[-1]
     assert "model_id = 'fraud' AND state = 'firing'" in last and last.endswith("LIMIT 50")
     assert runner.invoke(alerts_app, ["list", "--since", "all", "-f", "json"]).output == "[]\n"
-    assert "WHERE" not in fake_query.statements[-1]
+    assert "FINAL WHERE" not in fake_query.statements[-1]
     fake_query.rows = [row(), row(state="resolved")]
     filled = runner.invoke(alerts_app, ["list", "--limit", "2", "--since", "90m"])
     assert filled.exit_code == 0, filled.output

@@ -157,3 +157,17 @@ def test_report_is_one_file_with_nothing_to_fetch_and_data_that_cannot_close_its
     inlined = re.search(r"<script>window\.DW_REPORT = (.*?);</script>", html, re.S)
     assert inlined is not None and json.loads(inlined.group(1)) == data
     assert "<title>Driftwarden report: m&lt;/script&gt;" in html
+
+
+def test_the_chart_library_and_pages_ship_inside_the_package() -> None:
+    import tomllib
+
+    from stream.runtime.dashboard import STATIC_FILES, static_text
+
+    for name in STATIC_FILES:
+        assert static_text(name), name
+    assert "MIT License" in static_text("uPlot.LICENSE")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "static/*" in pyproject["tool"]["setuptools"]["package-data"]["stream.runtime"]
+    page = static_text("dashboard.html")
+    assert not re.search(r"(src|href)=\"https?:", page), "the dashboard must not load anything from a CDN"

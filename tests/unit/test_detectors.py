@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from river import drift
 
-from stream.monitor.detectors import Detection, DetectorParams, MonitorBank, SignalMonitor, Standardiser
+from stream.monitor.detectors import (
+    Detection,
+    DetectorParams,
+    MonitorBank,
+    PositionClock,
+    SignalMonitor,
+    Standardiser,
+)
 
 
 def shifted_stream(
@@ -94,7 +101,7 @@ def test_default_detections_are_pinned() -> None:
     assert found == PINNED
 
 
-PINNED = [("adwin", 3047), ("page_hinkley", 3454)]
+PINNED = [("adwin", 3039), ("page_hinkley", 3454)]  # ADWIN clock 8 (3047 at clock 32)
 
 
 def test_detections_match_river_fed_directly() -> None:
@@ -221,10 +228,14 @@ def test_restored_monitor_detects_at_the_same_positions(cut: int) -> None:
 def test_from_bytes_rejects_foreign_data() -> None:
     import pickle
 
-    with pytest.raises(ValueError, match="checkpoint"):
+    from stream.contracts.state_codec import encode_state
+
+    with pytest.raises(ValueError, match="old pickle checkpoint"):
         SignalMonitor.from_bytes(pickle.dumps({"version": 999}))
-    with pytest.raises(ValueError, match="SignalMonitor"):
-        SignalMonitor.from_bytes(pickle.dumps({"version": 1, "monitor": 3, "offsets": {}}))
+    with pytest.raises(ValueError, match="expected signal_monitor version"):
+        SignalMonitor.from_bytes(encode_state("signal_monitor", 999, {}))
+    with pytest.raises(ValueError, match="signal_monitor checkpoint refused: KeyError"):
+        SignalMonitor.from_bytes(encode_state("signal_monitor", 2, {"key": ["m", "v", "s"]}))
 
 
 # --- MonitorBank --------------------------------------------------------------------------------------------
@@ -243,3 +254,20 @@ def test_bank_creates_monitors_lazily_and_routes_batches() -> None:
     assert {(d.model_id, d.version, d.signal) for d in dets} == {("m", "1", "error")}
     assert any(d.detector == "page_hinkley" and d.params["threshold"] == 200.0 for d in dets)
     assert bank.params_dict()["ph_threshold"] == 200.0
+
+
+def test_adwin_reports_its_cut_as_change_point_with_its_event_time() -> None:
+    m = SignalMonitor("m", "v", "error")
+    found = feed(m, shifted_stream())
+    adwin = next(d for d in found if d.detector == "adwin")
+    # the values ADWIN keeps after its cut start at change_position (bucket-granular, so before the change)
+    assert isinstance(adwin.change_position, int) and 1000 < adwin.change_position <= 3000 < adwin.position
+    assert adwin.change_time_ms == 2 * adwin.change_position  # feed() uses 2 x position as event time
+    assert all(d.change_position is None for d in found if d.detector == "page_hinkley")
+
+
+def test_position_clock_forgets_old_batches() -> None:
+    clock = PositionClock(cap=2)
+    for first in (0, 10, 20):
+        clock.add(first, np.arange(first, first + 10) * 2)
+    assert clock.time_of(5) is None and clock.time_of(15) == 30 and clock.time_of(29) == 58

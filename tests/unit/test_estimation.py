@@ -177,3 +177,21 @@ def test_error_model_round_trip_and_nan_pairs() -> None:
     window = _regression_window(np.arange(5.0))
     assert restored.estimate(window) == model.estimate(window)
     assert model.estimate(window)["estimated_mae"][0] == pytest.approx(1.0)
+
+
+def test_accuracy_band_with_calibration_uncertainty_covers_a_calibrator_learned_from_few_labels() -> None:
+    rng = np.random.default_rng(31)
+    covered = narrow = 0
+    for _ in range(100):
+        cal = ScoreCalibrator(min_labels=100)
+        s = rng.uniform(size=1500)
+        cal.add(s, rng.uniform(size=1500) < s**1.5)
+        scores = np.round(rng.uniform(size=3000), 3)
+        pred = scores >= 0.5
+        window = _window(scores, pred)
+        est = estimate_binary(window, cal.probabilities(1000), uncertainty=cal.uncertainty(1000))
+        bare = estimate_binary(window, cal.probabilities(1000))
+        realised = accuracy_score(rng.uniform(size=3000) < scores**1.5, pred)
+        covered += est["estimated_accuracy_lower"][0] <= realised <= est["estimated_accuracy_upper"][0]
+        narrow += bare["estimated_accuracy_lower"][0] <= realised <= bare["estimated_accuracy_upper"][0]
+    assert covered >= 90 and covered > narrow

@@ -16,7 +16,7 @@ from stream.demo.synthetic import DRIFTED_FEATURES, Scenario
 from stream.metrics.window import WindowAccumulator
 from stream.monitor.detectors import Detection, DetectorParams
 from stream.monitor.model_monitor import ModelMonitor
-from stream.monitor.profiles import FeatureProfile, profile_categorical, profile_numeric
+from stream.monitor.profiles import FeatureProfile, profile_categorical, profile_numeric, profile_records
 from stream.monitor.report import (
     DATA_QUALITY_COLUMNS,
     DRIFT_EVENT_COLUMNS,
@@ -415,7 +415,7 @@ def test_checkpoint_of_another_model_is_refused() -> None:
     other = small_spec().model_copy(update={"model_id": "other"})
     with pytest.raises(ValueError, match="checkpoint is of model 'm'"):
         ModelMonitor.from_bytes(raw, other)
-    with pytest.raises(ValueError, match="not a model monitor checkpoint"):
+    with pytest.raises(ValueError, match="model_monitor checkpoint refused: an old pickle checkpoint"):
         ModelMonitor.from_bytes(b"\x80\x05N.", other)
 
 
@@ -449,3 +449,56 @@ def test_late_labels_re_evaluate_metric_rules_of_a_closed_window_once() -> None:
     fired = mon.revise_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.4, 200)}}, NOW)
     assert [(a.rule, a.state, a.observed) for a in fired] == [("low-acc", "firing", 0.4)]
     assert mon.revise_window("1", T0, T0 + WINDOW_MS, {"": {"accuracy": (0.41, 210)}}, NOW) == []
+
+
+def test_input_detectors_watch_from_the_first_value_after_the_reference_and_estimate_the_change() -> None:
+    rng = np.random.default_rng(12)
+    ref_rows = small_batch(rng, 2000, T0)
+    reference = profile_records(ref_rows[2], ["x"], ["c"])
+    reference["__score__"] = profile_numeric(ref_rows[3])
+    mon = ModelMonitor(small_spec(), reference)
+    before = small_batch(rng, 100, T0)  # the stream starts 100 values before a 1-sigma shift of x
+    after = small_batch(rng, 300, T0 + 100, shift=1.0)
+    versions, ts, feats, scores, preds, pos = after
+    found = mon.add_predictions(*before) + mon.add_predictions(versions, ts, feats, scores, preds, pos + 100)
+    cusum = [d for d in found if d.detector == "cusum"]
+    # a mean shift raises the squared score too; nothing else moved
+    assert cusum and {d.signal for d in cusum} <= {"input:x", "input:x:variance"}
+    first = next(d for d in cusum if d.signal == "input:x")
+    assert 100 <= first.position < 150 and first.change_position is not None
+    assert abs(first.change_position - 100) < 30
+    assert first.change_time_ms == T0 + first.change_position  # one event per millisecond here
+    assert first.event_time_ms == T0 + first.position and first.estimate_after > 0.5
+    row = dict(zip(DRIFT_EVENT_COLUMNS, detection_row(first, "m"), strict=True))
+    assert row["change_position"] == first.change_position and row["change_time"] is not None
+    # a checkpoint keeps the CUSUM state: both continue identically
+    restored = ModelMonitor.from_bytes(mon.to_bytes(), small_spec())
+    more = small_batch(rng, 400, T0 + 400, shift=1.0)
+    later = [(d.signal, d.position, d.change_position) for d in mon.add_predictions(*more)]
+    again = [(d.signal, d.position, d.change_position) for d in restored.add_predictions(*more)]
+    assert later == again and any(s.startswith("input:") for s, _, _ in later)
+
+
+def test_input_detectors_stay_quiet_on_an_unchanged_stream() -> None:
+    rng = np.random.default_rng(13)
+    ref_rows = small_batch(rng, 2000, T0)
+    mon = ModelMonitor(small_spec(), profile_records(ref_rows[2], ["x"], ["c"]))
+    found = []
+    for i in range(20):
+        found += mon.add_predictions(*small_batch(rng, 1000, T0 + 1000 * i))
+    assert not [d for d in found if d.detector == "cusum"]
+
+
+def test_output_detectors_are_seeded_from_the_reference_score_profile() -> None:
+    rng = np.random.default_rng(14)
+    ref_rows = small_batch(rng, 2000, T0)
+    reference = profile_records(ref_rows[2], ["x"], ["c"])
+    reference["__score__"] = profile_numeric(ref_rows[3])
+    mon = ModelMonitor(small_spec(), reference)
+    mon.add_predictions(*small_batch(rng, 10, T0))
+    sig = mon.signals[("1", "score")]
+    assert sig.standardiser.fixed and sig.standardiser.mean == pytest.approx(float(np.mean(ref_rows[3])))
+    assert sig.standardiser.std == pytest.approx(float(np.std(ref_rows[3])))
+    unseeded = ModelMonitor(small_spec())
+    unseeded.add_predictions(*small_batch(rng, 10, T0))
+    assert not unseeded.signals[("1", "score")].standardiser.fixed

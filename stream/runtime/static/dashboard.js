@@ -9,7 +9,8 @@
      anything unknown get a chart of their own, after these. */
   const GROUPS = [
     ["volume", ["predictions", "labelled", "orphans"]],
-    ["quality", ["accuracy", "precision", "recall", "f1", "roc_auc", "macro_f1", "micro_f1"]],
+    ["quality", ["accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "macro_f1", "micro_f1"]],
+    ["calibration", ["brier", "ece", "estimate_calibration_error", "estimate_reliable"]],
     ["error", ["mae", "rmse", "mape", "mean_error"]],
     ["label coverage", ["label_coverage"]],
     ["scores", ["score_mean", "positive_rate", "fpr", "log_loss", "r2", "prediction_mean", "prediction_std"]],
@@ -194,13 +195,16 @@
     const groups = GROUPS.map(([g, members]) => [g, members.filter((m) => names.includes(m))])
       .filter(([, members]) => members.length);
     const rest = names.filter((n) => !known.has(n)).sort();
-    const business = new Map();
+    const more = new Map();  // per-class metrics (NAME:CLASS), label-free estimates, business keys (KEY_sum/_mean)
     for (const n of rest) {
-      const key = n.replace(/_(sum|mean)$/, "");
-      if (!business.has(key)) business.set(key, []);
-      business.get(key).push(n);
+      const key = n.includes(":") ? n.split(":")[0] + " per class"
+        : n.startsWith("estimated_") ? "estimated without labels (bounds in the data)"
+        : n.replace(/_(sum|mean)$/, "");
+      if (/^estimated_.*_(lower|upper)$/.test(n)) continue;
+      if (!more.has(key)) more.set(key, []);
+      more.get(key).push(n);
     }
-    for (const [key, members] of business) groups.push([key, members]);
+    for (const [key, members] of more) groups.push([key, members]);
     return groups;
   }
 
