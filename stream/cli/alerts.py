@@ -1,4 +1,5 @@
-"""`driftwarden alerts list|active|tail|silence|unsilence|silences`: alert history, live alerts and silences.
+"""`driftwarden alerts list|active|tail`: alert history, firing alerts and live alerts; the commands of
+`driftwarden silences` (old spellings `alerts silence|unsilence|silences`, hidden).
 
 ``list`` and ``active`` query ClickHouse's ``alerts`` table through the read-only SQL path of
 ``driftwarden sql``; ``list`` marks each event's episode as ``firing`` or ``resolved``.
@@ -44,7 +45,10 @@ __all__ = [
     "list_query",
 ]
 
-alerts_app = typer.Typer(help="Alert history, live alerts and silences.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alert history and live alerts (silences: `driftwarden silences`).",
+                         no_args_is_help=True, rich_markup_mode="markdown")
+MODEL_ARGUMENT = typer.Argument(metavar="MODEL", help="only this model (its model_id)", show_default=False)
+_MODEL_OPTION = typer.Option("--model", hidden=True, help="old spelling of the MODEL argument")
 
 
 LIST_COLUMNS = ("time_utc", "state", "episode", "severity", "model_id", "model_version", "segment", "rule", "metric",
@@ -203,9 +207,19 @@ def _settings() -> Settings:
 
 
 def _bootstrap(s: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker that holds the alerts and silences topics, and its client security options; a clear line when
+    no service runs and no Kafka is configured."""
     from stream.cli.common import kafka_target
 
-    return kafka_target(s)
+    try:
+        return kafka_target(s)
+    except UserError as exc:
+        if not str(exc).startswith("no Kafka to produce to"):
+            raise
+        raise UserError(
+            f"no service running on {s.data_dir}: start it with `driftwarden up` (alerts and silences are "
+            "topics on its broker), or set DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS=host:port of your Kafka"
+        ) from None
 
 
 def _user() -> str:
@@ -216,27 +230,41 @@ def _user() -> str:
 
 
 def _out() -> Console:
-    return Console() if sys.stdout.isatty() else Console(width=10_000)  # piped: never wrap cells
+    from stream.cli.output import stdout
+
+    return stdout()  # piped: no colour, never wraps cells
+
+
+def _err() -> Console:
+    from stream.cli.output import stderr
+
+    return stderr()
 
 
 def _load_silences(bootstrap: str, security: dict[str, Any]) -> Silences:
     book, bad = asyncio.run(read_silences(bootstrap, security=security))
     if bad:
-        _say(Console(stderr=True), f"warning: skipped {bad} unreadable records on topic {SILENCES_TOPIC!r}")
+        _say(_err(), f"warning: skipped {bad} unreadable records on topic {SILENCES_TOPIC!r}")
     return book
 
 
 @alerts_app.command("list")
 def list_alerts(
-    model: Annotated[str | None, typer.Option("--model", metavar="ID", help="only this model")] = None,
+    model: Annotated[str | None, MODEL_ARGUMENT] = None,
+    model_option: Annotated[str | None, _MODEL_OPTION] = None,
     state: Annotated[str | None, typer.Option("--state", help="firing or resolved")] = None,
     since: Annotated[str, typer.Option("--since", help="how far back, e.g. 90m, 24h, 7d; or 'all'")] = "24h",
     limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many rows")] = 50,
     output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
-    """List alert events from ClickHouse, newest first."""
+    """List alert events from ClickHouse, newest first.
+
+    Example: `driftwarden alerts list credit-risk --state firing --since 7d`
+    """
     from stream.alerts.silences import parse_duration
     from stream.cli import common
+
+    model = model or model_option
 
     if output not in ("table", "csv", "json"):
         raise UserError(f"unknown format {output!r}: use table, csv or json")
@@ -264,11 +292,17 @@ def list_alerts(
 
 @alerts_app.command("active")
 def active_alerts(
-    model: Annotated[str | None, typer.Option("--model", metavar="ID", help="only this model")] = None,
+    model: Annotated[str | None, MODEL_ARGUMENT] = None,
+    model_option: Annotated[str | None, _MODEL_OPTION] = None,
     output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
-    """What fires now: alert episodes without a resolved event, since when, with their evidence (json, csv)."""
+    """What fires now: alert episodes without a resolved event, since when, with their evidence (json, csv).
+
+    Example: `driftwarden alerts active credit-risk --format json`
+    """
     from stream.cli import common
+
+    model = model or model_option
 
     if output not in ("table", "csv", "json"):
         raise UserError(f"unknown format {output!r}: use table, csv or json")
@@ -321,29 +355,37 @@ async def _tail(bootstrap: str, topic: str, model: str | None, from_beginning: b
 
 @alerts_app.command("tail")
 def tail(
-    model: Annotated[str | None, typer.Option("--model", metavar="ID", help="only this model")] = None,
+    model: Annotated[str | None, MODEL_ARGUMENT] = None,
+    model_option: Annotated[str | None, _MODEL_OPTION] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="start at the oldest alert")] = False,
     limit: Annotated[int | None, typer.Option("--max", min=0, help="stop after this many alerts")] = None,
 ) -> None:
-    """Follow the alerts topic and print each alert as it arrives (Ctrl-C stops)."""
+    """Follow the alerts topic and print each alert as it arrives (Ctrl-C stops).
+
+    Example: `driftwarden alerts tail credit-risk --from-beginning`
+    """
+    model = model or model_option
     s = _settings()
     bootstrap, security = _bootstrap(s)
-    state, err = _Tail(), Console(stderr=True)
+    state, err = _Tail(), _err()
     try:
-        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, Console(), err, security))
+        asyncio.run(_tail(bootstrap, s.topic_alerts, model, from_beginning, limit, state, _out(), err, security))
     except KeyboardInterrupt:
         _say(err, f"stopped after {state.printed} alerts")
 
 
-@alerts_app.command("silence")
+@alerts_app.command("silence", hidden=True)  # old spelling of `driftwarden silences add`
 def silence(
-    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="model id")],
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="the model's model_id", show_default=False)],
     rule: Annotated[str | None, typer.Option("--rule", metavar="NAME", help="only this rule")] = None,
     duration: Annotated[str | None, typer.Option("--for", metavar="DURATION", help="e.g. 90m, 2h, 1d")] = None,
     until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="RFC 3339 end time")] = None,
     reason: Annotated[str, typer.Option("--reason", help="why, for whoever reads the silences")] = "",
 ) -> None:
-    """Mute firing alerts of a model (or of one rule of it) until a time; resolved alerts still pass."""
+    """Mute firing alerts of a model (or of one rule of it) until a time; resolved alerts still pass.
+
+    Example: `driftwarden silences add credit-risk --rule default-accuracy-drop --for 2h --reason "deploy"`
+    """
     now = datetime.now(UTC)
     try:
         end = resolve_until(duration, until, now)
@@ -353,15 +395,18 @@ def silence(
     bootstrap, security = _bootstrap(_settings())
     asyncio.run(publish_silence(bootstrap, record, security=security))
     text = f"silenced {_what(model_id, rule)} until {_utc_text(end)} ({human(end - now)} from now)"
-    _say(Console(), text + (f"; reason: {reason}" if reason else ""))
+    _say(_out(), text + (f"; reason: {reason}" if reason else ""))
 
 
-@alerts_app.command("unsilence")
+@alerts_app.command("unsilence", hidden=True)  # old spelling of `driftwarden silences remove`
 def unsilence(
-    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="model id")],
-    rule: Annotated[str | None, typer.Option("--rule", metavar="NAME", help="the rule given to `silence`")] = None,
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="the model's model_id", show_default=False)],
+    rule: Annotated[str | None, typer.Option("--rule", metavar="NAME", help="the rule given to `add`")] = None,
 ) -> None:
-    """End a silence now (the one set with the same MODEL and --rule)."""
+    """End a silence now (the one set with the same MODEL and `--rule`).
+
+    Example: `driftwarden silences remove credit-risk --rule default-accuracy-drop`
+    """
     now = datetime.now(UTC)
     try:
         record = ended(model_id, rule, now, created_by=_user())
@@ -382,17 +427,21 @@ def unsilence(
         _say(console, f"active silences of model {model_id}: {names}")
 
 
-@alerts_app.command("silences")
+@alerts_app.command("silences", hidden=True)  # old spelling of `driftwarden silences list`
 def list_silences(
+    model: Annotated[str | None, MODEL_ARGUMENT] = None,
     show_all: Annotated[bool, typer.Option("--all", help="also show ended and expired silences")] = False,
     output: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
 ) -> None:
-    """List active silences (read from the silences topic)."""
+    """List active silences (read from the silences topic of the running service's broker).
+
+    Example: `driftwarden silences list credit-risk --all`
+    """
     if output not in ("table", "json"):
         raise UserError(f"unknown format {output!r}: use table or json")
     now = datetime.now(UTC)
     book = _load_silences(*_bootstrap(_settings()))
-    shown = book.all() if show_all else book.active(now)
+    shown = [s for s in (book.all() if show_all else book.active(now)) if model is None or s.model_id == model]
     if output == "json":
         sys.stdout.write(json.dumps([s.model_dump(mode="json") for s in shown]) + "\n")
         return

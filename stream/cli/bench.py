@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from stream.cli import output
 from stream.errors import UserError
 
-console = Console()
-err = Console(stderr=True, highlight=False)
+console = output.stdout()
+err = output.stderr()
 
 
 def _mib(n: int) -> str:
@@ -99,7 +99,9 @@ def bench_command(
     """Measure throughput end to end: the raw Kafka ceiling, a naive Faust pipeline and Driftwarden's worker.
 
     Starts its own embedded broker and child processes on 127.0.0.1 and stops them all at the end. Prints the
-    figures and the cost split by stage, and writes benchmarks/results/bench-<date>.json (and latest.json).
+    figures and the cost split by stage, and writes `benchmarks/results/bench-<date>.json` (and `latest.json`).
+
+    Example: `driftwarden bench --quick`
     """
     from stream.bench.run import Bench, resolve_options, write_results
 

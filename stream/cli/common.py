@@ -24,7 +24,8 @@ def settings() -> Settings:
 
 
 def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
-    """Run a read-only query: through the running service, or directly when nothing holds the data."""
+    """Run a read-only query in the Driftwarden database: through the running service, or directly when
+    nothing holds the data. Values are JSON values either way (times as ISO 8601 UTC text, NaN as None)."""
     from stream.runtime.service import read_runtime
 
     s = settings()
@@ -55,6 +56,7 @@ def run_query(statement: str) -> tuple[list[str], list[list[Any]]]:
 
 
 def _run_directly(s: Settings, statement: str) -> tuple[list[str], list[list[Any]]]:
+    from stream.cli.output import json_rows
     from stream.runtime.service import sql_limits
     from stream.storage.readonly_sql import ReadOnlySQL
     from stream.storage.sqlguard import ReadOnlyViolation
@@ -73,7 +75,7 @@ def _run_directly(s: Settings, statement: str) -> tuple[list[str], list[list[Any
         runner.close()
     if result.truncated:
         _note_truncated(len(result.rows))
-    return result.columns, [list(r) for r in result.rows]
+    return result.columns, json_rows(result.rows)  # the values the service's /sql would have sent
 
 
 def _note_truncated(rows: int) -> None:

@@ -1,15 +1,17 @@
 """`driftwarden models register|list|show`: model specs and reference profiles on the compacted models topic.
 
+``list`` and ``show`` read the topic of the running service (or of the configured Kafka); with neither they
+read the registry the service keeps in ClickHouse's ``models`` table.
+
 The models topic is read from the beginning up to the high watermark that Fetch responses carry (not
-ListOffsets(latest), which tansu gets wrong; see `stream.kafka.tansu_compat`), without a consumer group. Records are
-applied in order, so the latest registration of a model id wins even where compaction never runs.
+ListOffsets(latest), which tansu gets wrong; see `stream.kafka.tansu_compat`), without a consumer group. Records
+are applied in order, so the latest registration of a model id wins even where compaction never runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +31,8 @@ from stream.monitor.profiles import FeatureProfile, profile_file
 
 __all__ = ["load_spec", "models_app", "profile_summary", "reference_profile"]
 
-models_app = typer.Typer(help="Register monitored models and inspect the registry.", no_args_is_help=True)
+models_app = typer.Typer(help="Register monitored models and inspect the registry.", no_args_is_help=True,
+                         rich_markup_mode="markdown")
 
 
 
@@ -121,6 +124,12 @@ def profile_summary(model: RegisteredModel) -> dict[str, Any]:
 
 
 
+def _out() -> Console:
+    from stream.cli.output import stdout
+
+    return stdout()  # piped: no colour, never wraps cells
+
+
 def _settings() -> Settings:
     from stream.cli.common import settings
 
@@ -128,12 +137,36 @@ def _settings() -> Settings:
 
 
 def _load_registry(s: Settings) -> Registry:
+    """The registry from the models topic, or from ClickHouse when no service runs and no Kafka is configured."""
     from stream.cli.common import kafka_target
+    from stream.cli.output import stderr
+    from stream.client import resolve_bootstrap
 
+    try:
+        resolve_bootstrap(s)
+    except UserError:
+        return _registry_from_clickhouse(s)
     bootstrap, security = kafka_target(s)
     registry, bad = asyncio.run(read_models(bootstrap, s.topic_models, security=security))
     if bad:
-        _say(Console(stderr=True), f"warning: skipped {bad} unreadable records on topic {s.topic_models!r}")
+        _say(stderr(), f"warning: skipped {bad} unreadable records on topic {s.topic_models!r}")
+    return registry
+
+
+def _registry_from_clickhouse(s: Settings) -> Registry:
+    """The registry as the service last wrote it to the ``models`` table (the latest registration wins)."""
+    from stream.cli.common import run_query
+    from stream.config import mask_dsn
+
+    try:
+        _, rows = run_query("SELECT spec, profile FROM models FINAL ORDER BY registered_at")
+    except UserError as exc:
+        raise UserError(f"no service running on {s.data_dir} and no registry in ClickHouse at {mask_dsn(s.dsn)} "
+                        f"({exc}): start the service with `driftwarden up`") from None
+    registry = Registry()
+    for spec, profile in rows:
+        registry.put(RegisteredModel(spec=ModelSpec.model_validate_json(spec),
+                                     profile=json.loads(profile) if profile else None, source="unknown"))
     return registry
 
 
@@ -143,7 +176,10 @@ def register(
     reference: Annotated[Path | None, typer.Option("--reference", help="reference data, CSV or Parquet")] = None,
     bins: Annotated[int, typer.Option("--bins", min=2, help="quantile bins per numeric feature")] = 10,
 ) -> None:
-    """Register (or re-register) a model: publish its spec, and a reference profile, to the models topic."""
+    """Register (or re-register) a model: publish its spec, and a reference profile, to the models topic.
+
+    Example: `driftwarden models register examples/spec.yaml --reference examples/reference.csv`
+    """
     from stream.runtime.service import ensure_topics
 
     spec = load_spec(spec_file)
@@ -160,12 +196,15 @@ def register(
     if profile:
         rows = max(p.n for p in profile.values())
         what += f" with a reference profile of {len(profile)} features from {rows} rows of {reference}"
-    _say(Console(), f"registered {what} on topic {s.topic_models} at {bootstrap}")
+    _say(_out(), f"registered {what} on topic {s.topic_models} at {bootstrap}")
 
 
 @models_app.command("list")
 def list_models() -> None:
-    """List registered models (read from the models topic)."""
+    """List registered models (from the models topic; from ClickHouse when no service runs).
+
+    Example: `driftwarden models list`
+    """
     registry = _load_registry(_settings())
     table = Table("model_id", "version", "task", "features", "segments", "profile", "source")
     for model in registry.all():
@@ -174,17 +213,20 @@ def list_models() -> None:
         cells = (spec.model_id, spec.version, spec.task, str(len(spec.features)),
                  ",".join(spec.segment_fields) or "-", profile, model.source)
         table.add_row(*(Text(cell) for cell in cells))
-    console = Console() if sys.stdout.isatty() else Console(width=10_000)  # piped: never wrap cells
+    console = _out()
     console.print(table)
     _say(console, f"{len(registry)} models")
 
 
 @models_app.command("show")
 def show(
-    model_id: Annotated[str, typer.Argument(metavar="ID", help="model id")],
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="the model's model_id", show_default=False)],
     full: Annotated[bool, typer.Option("--full", help="print the whole reference profile (bin counts)")] = False,
 ) -> None:
-    """Print a model's spec and reference-profile summary as JSON."""
+    """Print a model's spec and reference-profile summary as JSON.
+
+    Example: `driftwarden models show my-model --full`
+    """
     registry = _load_registry(_settings())
     model = registry.get(model_id)
     if model is None:

@@ -40,7 +40,7 @@ Kind = Literal["predictions", "ground_truth"]
 Event = PredictionEvent | GroundTruthEvent
 
 produce_app = typer.Typer(help="Validate and publish events from a JSON Lines file (or - for stdin).",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode="markdown")
 
 _BOM = b"\xef\xbb\xbf"
 _REPORT_SECONDS = 5.0
@@ -168,8 +168,10 @@ def produce_file(
 ) -> tuple[int, int, int]:
     """Publish the valid lines of ``path`` (``-`` = stdin); return ``(sent, rejected, failed)``."""
     s = settings or Settings()
-    err = console or Console(stderr=True)
-    out = out or Console()
+    from stream.cli import output
+
+    err = console or output.stderr()
+    out = out or output.stdout()
     from stream.runtime.service import ensure_topics
 
     bootstrap, embedded = resolve_bootstrap(s)
@@ -240,11 +242,17 @@ def _run(kind: Kind, file: str, max_errors: int, rejects: Path | None) -> None:
 
 @produce_app.command("predictions")
 def produce_predictions(file: _File, max_errors: _MaxErrors = 20, rejects: _Rejects = None) -> None:
-    """Publish PredictionEvent lines to the predictions topic."""
+    """Publish PredictionEvent lines to the predictions topic (bad lines are reported with their number).
+
+    Example: `driftwarden produce predictions examples/predictions.jsonl`
+    """
     _run("predictions", file, max_errors, rejects)
 
 
 @produce_app.command("ground-truth")
 def produce_ground_truth(file: _File, max_errors: _MaxErrors = 20, rejects: _Rejects = None) -> None:
-    """Publish GroundTruthEvent lines to the ground-truth topic."""
+    """Publish GroundTruthEvent lines to the ground-truth topic (bad lines are reported with their number).
+
+    Example: `driftwarden produce ground-truth examples/labels.jsonl`
+    """
     _run("ground_truth", file, max_errors, rejects)

@@ -59,6 +59,8 @@ class CheckpointingWorker(faust.Worker):
 
     def __init__(self, runtime: Runtime, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.spinner is not None and not self.spinner.file.isatty():
+            self.spinner = None  # it writes cursor show/hide codes even into files and pipes
         self._runtime = runtime
         self._checkpointing: asyncio.Future[None] | None = None
 

@@ -61,7 +61,9 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """JSON of query results: NaN and infinity as null, times in ISO 8601 UTC (``2024-05-01T12:00:00Z``)."""
+    return orjson.dumps(value, default=_json_default,
+                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
 
 
 class ClientErrorLog:

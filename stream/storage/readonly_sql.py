@@ -78,6 +78,8 @@ class ReadOnlySQL:
             self.client.close()
             raise RuntimeError(f"the read-only SQL session is not read-only (readonly={settings})")
         self.table_functions = frozenset(self._one_column("SELECT name FROM system.table_functions"))
+        if self._one_column("SELECT count() FROM system.databases WHERE name = {d:String}", {"d": database}) == ["1"]:
+            self.client.database = database  # unqualified table names are Driftwarden's tables
 
     def _one_column(self, sql: str, parameters: dict[str, Any] | None = None) -> list[str]:
         with self.lock:
@@ -132,6 +134,9 @@ class ReadOnlySQL:
                 rows.extend(tuple(r) for r in block)
                 if cancelled():
                     break
+        if not columns:  # no block came back: the column names come from the statement's structure
+            with self.lock:
+                columns = [str(r[0]) for r in self.client.query(f"DESCRIBE TABLE ({statement})").result_rows]
         return QueryResult(columns, rows, truncated)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from stream.alerts.silences import SILENCES_TOPIC, Silences
 from stream.alerts.state import AlertTracker
 from stream.cli import common as cli
 from stream.cli.alerts import _lit, alerts_app
+from stream.cli.silences import silences_app
 from stream.config import Settings
 from stream.contracts.events import AlertEvent
 from stream.errors import UserError
@@ -138,12 +139,12 @@ def test_silence_and_unsilence_publish_records_that_read_back(env: dict[str, str
 def test_silence_without_kafka_is_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWARDEN_")}
     env["DRIFTWARDEN_DATA_DIR"] = str(tmp_path)
-    result = CliRunner().invoke(alerts_app, ["silence", "fraud", "--for", "1h"], env=env)
-    assert isinstance(result.exception, UserError) and "no Kafka" in str(result.exception)
+    result = CliRunner().invoke(silences_app, ["add", "fraud", "--for", "1h"], env=env)
+    assert isinstance(result.exception, UserError) and "no service running" in str(result.exception)
     with EmbeddedBroker() as gone:
         address = gone.bootstrap_servers
     env["DRIFTWARDEN_KAFKA_BOOTSTRAP_SERVERS"] = address
-    result = CliRunner().invoke(alerts_app, ["silences"], env=env)
+    result = CliRunner().invoke(silences_app, ["list"], env=env)
     assert isinstance(result.exception, UserError)
     assert str(result.exception).startswith(f"cannot reach Kafka at {address}")
 
