@@ -206,14 +206,14 @@ def test_list_against_a_running_worker(make_worker: Any, monkeypatch: pytest.Mon
     result = runner.invoke(alerts_app, ["list", "--since", "all", "--format", "json"], env=env)
     assert (result.exit_code, result.output) == (0, "[]\n")
     result = runner.invoke(alerts_app, ["list", "--format", "csv", "--state", "resolved"], env=env)
-    assert result.output == ("time_utc,state,severity,model_id,model_version,segment,rule,metric,observed,threshold,"
-                             "message,alert_id\n")
+    assert result.output == ("time_utc,state,episode,severity,model_id,model_version,segment,rule,metric,observed,"
+                             "threshold,message,alert_id\n")
     sneaky = "x' OR 1=1; DROP TABLE driftwarden.alerts; --"
     result = runner.invoke(alerts_app, ["list", "--model", sneaky], env=env)
     assert (result.exit_code, result.output) == (0, f"no alerts in the last 24h for model {sneaky}\n")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(UserError, match="only SELECT, SHOW and DESCRIBE are allowed here, not DROP"):
+    with pytest.raises(UserError, match="only SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN run here, not DropQuery"):
         cli.run_query("DROP TABLE driftwarden.alerts")
     # literals survive the guard and mean to the engine exactly what was quoted
     tricky = [sneaky, "a--b", "a---b/*c*/", "back\\slash\\", "it's", "--", "/*", "-\\--"]
