@@ -158,6 +158,8 @@ class Settings(BaseSettings):
         for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
             out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
         out["web_token"] = "***" if self.web_token else None
+        out["alertmanager_url"] = (",".join(safe_url(u) for u in self.alertmanager_urls)
+                                   if self.alertmanager_url else None)
         return out
 
     # --- alert routing, no-data and label maturity (issue 15)

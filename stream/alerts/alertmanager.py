@@ -158,6 +158,20 @@ class AlertmanagerSender:
         self._idle.clear()
         self._wake.set()
 
+    def seed(self, events: list[AlertEvent]) -> None:
+        """Take over alerts that fired before a restart (from the alerts table) and post them again at once.
+
+        Without this a restarted worker would not re-send them and Alertmanager would resolve them when their
+        ``endsAt`` passes, although they still fire. An alert already known (submitted since start) is kept.
+        """
+        for event in events:
+            if event.state == "firing" and event.alert_id not in self.firing:
+                self.firing[event.alert_id] = (event, event.time)
+                self._changed[event.alert_id] = self._firing_alert(event, event.time)
+        if events:
+            self._idle.clear()
+            self._wake.set()
+
     async def start(self) -> None:
         """Start the background delivery task (idempotent)."""
         if self._task is None:

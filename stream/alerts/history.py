@@ -6,7 +6,13 @@ functions only build read-only SELECT text (for ``driftwarden alerts`` and the `
 
 from __future__ import annotations
 
-__all__ = ["ACTIVE_COLUMNS", "active_query", "episode_column", "literal"]
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from stream.contracts.events import AlertEvent
+
+__all__ = ["ACTIVE_COLUMNS", "active_events", "active_query", "episode_column", "literal"]
 
 ACTIVE_COLUMNS = ("firing_since", "severity", "model_id", "model_version", "segment", "rule", "metric", "observed",
                   "threshold", "window_start", "message", "evidence_sql", "alert_id")
@@ -47,3 +53,23 @@ def active_query(database: str, model: str | None = None) -> str:
         f"alert_id FROM {database}.alerts FINAL{where} GROUP BY alert_id, model_id, model_version, segment, rule "
         "HAVING countIf(state = 'resolved') = 0 ORDER BY firing_since DESC, alert_id"
     )
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def active_events(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[AlertEvent]:
+    """The firing events of :func:`active_query`'s rows (``time`` = since when it fires), e.g. to re-send them."""
+    events = []
+    for row in rows:
+        r = dict(zip(columns, row, strict=True))
+        events.append(AlertEvent(
+            alert_id=r["alert_id"], state="firing", severity=r["severity"], model_id=r["model_id"],
+            model_version=r["model_version"], segment=r["segment"] or "", rule=r["rule"], metric=r["metric"],
+            observed=r["observed"], threshold=r["threshold"], window_start=_utc(r["window_start"]),
+            time=_utc(r["firing_since"]), message=r["message"], evidence_sql=r["evidence_sql"]))
+    return events

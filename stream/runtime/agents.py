@@ -27,6 +27,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from stream.alerts.alertmanager import AlertmanagerSender
+from stream.alerts.history import active_events, active_query
 from stream.alerts.silences import SILENCES_TOPIC, Silences
 from stream.alerts.state import AlertTracker
 from stream.alerts.webhook import WebhookSender, WebhookTarget
@@ -262,6 +263,7 @@ class Runtime:
             if self.webhook is not None:
                 await self.webhook.start()
             if self.alertmanager is not None:
+                await self.seed_alertmanager(self.alertmanager)
                 await self.alertmanager.start()
             self.started = True
             for callback in self.on_started:
@@ -270,6 +272,19 @@ class Runtime:
                     await result
 
         return app
+
+    async def seed_alertmanager(self, sender: AlertmanagerSender) -> None:
+        """Hand the sender the alerts firing now (``driftwarden alerts active``), so a restart keeps re-sending them."""
+        try:
+            columns, rows = await self.ch.aquery_rows(active_query(self.ch.database))
+        except Exception as exc:  # the stream still runs; only the re-sends of earlier alerts are missing
+            log.warning("alerts firing before the restart not re-sent to Alertmanager (alerts table unreadable: %s)",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return
+        events = active_events(columns, rows)
+        sender.seed(events)
+        if events:
+            log.info("re-sending %d alerts that fired before the restart to Alertmanager", len(events))
 
     @contextlib.asynccontextmanager
     async def fatal_on_error(self, stage: str) -> AsyncIterator[None]:

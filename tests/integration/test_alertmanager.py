@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from stream.alerts.alertmanager import AlertmanagerSender
+from stream.alerts.history import ACTIVE_COLUMNS, active_events
 from stream.contracts.events import AlertEvent
 from tests.helpers import free_port
 
@@ -186,4 +187,24 @@ async def test_firing_grouping_and_resolved_notifications_arrive(
         assert set(sender.firing) == {"churn-accuracy-low-"}
     finally:
         await sender.close()
+
+    # A worker restart: the new sender knows only what the alerts table says fires (as `alerts active` reads it).
+    # Without the seed, Alertmanager would resolve churn's alert once the last endsAt (4 re-sends ahead) passed.
+    last_ends_at = datetime.now(UTC) + timedelta(seconds=4 * sender.resend_seconds)
+    churn = event("firing", "accuracy-low", model="churn")
+    row = {**churn.model_dump(), "firing_since": str(churn.time.replace(tzinfo=None)),
+           "window_start": str(churn.window_start)}
+    restarted = AlertmanagerSender([alertmanager], "http://dw.example:6066", resend_seconds=1.0, backoff=0.1)
+    restarted.seed(active_events(ACTIVE_COLUMNS, [tuple(row[c] for c in ACTIVE_COLUMNS)]))
+    await restarted.start()
+    try:
+        await wait_for(lambda: datetime.now(UTC) > last_ends_at + timedelta(seconds=2), 30,
+                       "the pre-restart endsAt to pass")
+        async with aiohttp.ClientSession() as session, session.get(
+                alertmanager + "/api/v2/alerts", params={"filter": 'model="churn"'}) as response:
+            listed = await response.json()
+        assert [a["status"]["state"] for a in listed] == ["active"], listed
+        assert not [n for n in alerts_of(got.notifications, "resolved") if n["groupLabels"] == {"model": "churn"}]
+    finally:
+        await restarted.close()
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from stream.alerts.alertmanager import AlertmanagerSender, alertmanager_alert
+from stream.alerts.history import ACTIVE_COLUMNS, active_events, active_query
 from stream.config import Settings
 from stream.contracts.events import AlertEvent
+from stream.runtime.agents import Runtime
 from tests.helpers import free_port
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -77,3 +84,86 @@ def test_settings_split_urls_and_default_the_public_url_to_the_web_address() -> 
     assert s.public_base_url == "http://127.0.0.1:7000"
     assert Settings(public_url="https://dw.example.com/").public_base_url == "https://dw.example.com"
     assert Settings().alertmanager_urls == []
+
+
+def active_row(alert_id: str = "a9", since: str = "2026-01-01 12:09:00.000") -> tuple[Any, ...]:
+    """One row of ``active_query`` as ClickHouse returns it (timestamps are strings there)."""
+    values = {"firing_since": since, "severity": "critical", "model_id": "churn", "model_version": "1", "segment": "",
+              "rule": "cov", "metric": "label_coverage", "observed": 0.6, "threshold": 0.8,
+              "window_start": "2026-01-01 12:00:00.000", "message": "a9 firing", "evidence_sql": "SELECT 9",
+              "alert_id": alert_id}
+    return tuple(values[c] for c in ACTIVE_COLUMNS)
+
+
+def test_active_rows_become_firing_events_since_they_fired() -> None:
+    (seeded,) = active_events(ACTIVE_COLUMNS, [active_row()])
+    assert seeded.state == "firing" and seeded.alert_id == "a9" and seeded.model_id == "churn"
+    assert seeded.time == datetime(2026, 1, 1, 12, 9, tzinfo=UTC)
+    assert seeded.window_start == datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert (seeded.observed, seeded.threshold, seeded.evidence_sql) == (0.6, 0.8, "SELECT 9")
+    no_window = (*active_row()[:9], None, *active_row()[10:])
+    assert active_events(ACTIVE_COLUMNS, [no_window])[0].window_start is None
+
+
+async def test_seeded_alerts_are_posted_at_once_and_re_sent_while_firing() -> None:
+    posts: list[list[dict[str, Any]]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        posts.append(await request.json())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sender = AlertmanagerSender([f"http://127.0.0.1:{port}"], "http://x", resend_seconds=0.2)
+    try:
+        sender.submit(event())  # known since start: the seed must not replace it
+        sender.seed(active_events(ACTIVE_COLUMNS, [active_row(), active_row("a1")]))
+        assert set(sender.firing) == {"a1", "a9"} and sender.firing["a1"][1] == T0
+        await sender.start()
+        deadline = time.monotonic() + 20
+        while sum(any(a["annotations"]["alert_id"] == "a9" for a in body) for body in posts) < 3:
+            assert time.monotonic() < deadline, f"seeded alert not re-sent: {posts}"
+            await asyncio.sleep(0.05)
+        seeded = [a for body in posts for a in body if a["annotations"]["alert_id"] == "a9"]
+        assert all(a["startsAt"] == "2026-01-01T12:09:00Z" for a in seeded)
+        assert all(datetime.fromisoformat(a["endsAt"]) > datetime.now(UTC) for a in seeded[-1:])
+        assert seeded[0]["labels"] == {"alertname": "cov", "model": "churn", "version": "1", "rule": "cov",
+                                       "severity": "critical"}
+        sender.submit(active_events(ACTIVE_COLUMNS, [active_row()])[0].model_copy(
+            update={"state": "resolved", "time": T0 + timedelta(days=1)}))
+        assert sender._changed["a9"]["startsAt"] == "2026-01-01T12:09:00Z" and "a9" not in sender.firing
+    finally:
+        await sender.close()
+        await runner.cleanup()
+
+
+def test_config_output_hides_the_alertmanager_user_info() -> None:
+    masked = Settings(alertmanager_url="http://bob:s3cret@am:9093, http://am2:9093").masked()
+    assert masked["alertmanager_url"] == "http://am:9093,http://am2:9093"
+    assert "s3cret" not in str(masked) and "bob" not in str(masked)
+    assert Settings().masked()["alertmanager_url"] is None
+
+
+async def test_the_runtime_seeds_the_sender_from_the_active_alerts_query() -> None:
+    queries: list[str] = []
+
+    class Table:  # answers like ClickHouse.aquery_rows; the query text must be `alerts active`'s
+        database = "dw"
+
+        async def aquery_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+            queries.append(sql)
+            if len(queries) > 1:
+                raise RuntimeError("table gone\nstack")
+            return list(ACTIVE_COLUMNS), [active_row()]
+
+    runtime = SimpleNamespace(ch=Table())
+    sender = AlertmanagerSender(["http://127.0.0.1:1"], "http://x")
+    await Runtime.seed_alertmanager(runtime, sender)  # type: ignore[arg-type]
+    assert queries == [active_query("dw")] and set(sender.firing) == {"a9"}
+    again = AlertmanagerSender(["http://127.0.0.1:1"], "http://x")
+    await Runtime.seed_alertmanager(runtime, again)  # type: ignore[arg-type]  # unreadable: the stream runs on
+    assert not again.firing
