@@ -24,6 +24,9 @@ from stream.contracts.state_codec import StateDecodeError, decode_state, encode_
 __all__ = ["Detection", "DetectorParams", "MonitorBank", "SignalMonitor", "Standardiser"]
 
 _CHECKPOINT_VERSION = 2  # 1 was a pickle, refused
+# Inputs are clamped to this magnitude: squares of larger (valid, finite) values overflow float64 and would
+# leave the running mean and variance infinite, so every later z would be NaN.
+_MAX_ABS = 1e100
 
 SignalKey = tuple[str, str, str]
 
@@ -97,7 +100,7 @@ class Standardiser:
         The output has ``len(x) - skipped`` values, where the first ``skipped = max(0, warmup - n)``
         inputs (``n`` counted before the call) fed the warm-up.
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = np.clip(np.asarray(x, dtype=np.float64), -_MAX_ABS, _MAX_ABS)
         k = x.size
         if k == 0:
             return np.empty(0)

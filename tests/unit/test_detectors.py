@@ -271,3 +271,12 @@ def test_position_clock_forgets_old_batches() -> None:
     for first in (0, 10, 20):
         clock.add(first, np.arange(first, first + 10) * 2)
     assert clock.time_of(5) is None and clock.time_of(15) == 30 and clock.time_of(29) == 58
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_extreme_finite_values_leave_the_standardiser_finite(freeze: bool) -> None:
+    """A valid value of 1e300 must not make the running statistics (and every later z) infinite or NaN."""
+    s = Standardiser(warmup=3, freeze=freeze)
+    s.transform(np.array([1.0, 2.0, 1e300, -1e300, 3.0]))
+    z = s.transform(np.array([1.0, 2.0]))
+    assert np.isfinite(s.mean) and np.isfinite(s.std) and np.isfinite(z).all(), (s.mean, s.std, z)
