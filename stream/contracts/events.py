@@ -283,7 +283,9 @@ class MonitorSettings(BaseModel):
         default=0.1, gt=0, le=1, description="Jensen-Shannon distance (base 2) alarm threshold."
     )
     p_value: float = Field(
-        default=0.01, gt=0, lt=1, description="Significance level of the KS and chi-square tests."
+        default=0.005, gt=0, lt=1,
+        description="Significance level of the KS and chi-square tests per model window (Bonferroni-corrected over "
+        "every test of the window); 0.005 keeps stationary model windows below 1% flagged.",
     )
     min_samples: int = Field(default=30, ge=1, description="Fewest samples in a window for a test to be run.")
     label_delay_seconds: int | None = Field(

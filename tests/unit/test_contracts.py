@@ -379,7 +379,7 @@ def test_model_spec_defaults_and_validators() -> None:
     assert (model.monitor.psi_threshold, model.monitor.js_threshold, model.monitor.p_value) == (
         0.2,
         0.1,
-        0.01,
+        0.005,
     )
     assert (model.monitor.min_samples, model.monitor.reference_events) == (30, 1000)
     assert model.features[0].range == (0.0, 120.0)

@@ -119,7 +119,7 @@ def test_chi_square_matches_contingency_with_new_and_zero_columns() -> None:
     ref = np.array([300, 0, 150, 50, 0])
     win = np.array([80, 0, 60, 20, 40])  # last slot: unseen categories
     r = chi_square(ref, win)
-    stat, p, dof, _ = chi2_contingency(np.vstack([ref, win])[:, [0, 2, 3, 4]], correction=False)
+    stat, p, dof, _ = chi2_contingency(np.vstack([ref, win])[:, [0, 2, 3, 4]], correction=False, lambda_="cressie-read")
     assert r.statistic == pytest.approx(stat, abs=1e-9)
     assert r.p_value == pytest.approx(p, abs=1e-9)
     assert dof == 3 and r.drifted
@@ -132,10 +132,10 @@ def test_chi_square_pools_rare_columns() -> None:
     # expected window counts of the last three columns are 8.3, 0.28 and 0.14 (< 10): pooled, and the pool
     # (8.75) is merged into the smallest common column
     pooled = np.vstack([[300, 202], [40, 41]])
-    stat, p, dof, _ = chi2_contingency(pooled, correction=False)
+    stat, p, dof, _ = chi2_contingency(pooled, correction=False, lambda_="cressie-read")
     assert r.statistic == pytest.approx(stat, abs=1e-9) and r.p_value == pytest.approx(p, abs=1e-9)
     assert dof == 1
-    unpooled, _, _, _ = chi2_contingency(np.vstack([ref, win]), correction=False)
+    unpooled, _, _, _ = chi2_contingency(np.vstack([ref, win]), correction=False, lambda_="cressie-read")
     assert unpooled > 2 * stat  # what a single unseen value did before pooling
 
 
@@ -157,7 +157,7 @@ def test_coarse_groups_merge_fine_bins_by_reference_mass() -> None:
 
 def test_chi_square_two_categories_has_no_yates_correction() -> None:
     ref, win = np.array([500, 500]), np.array([40, 60])
-    stat, p, _, _ = chi2_contingency(np.vstack([ref, win]), correction=False)
+    stat, p, _, _ = chi2_contingency(np.vstack([ref, win]), correction=False, lambda_="cressie-read")
     r = chi_square(ref, win)
     assert r.statistic == pytest.approx(stat, abs=1e-9) and r.p_value == pytest.approx(p, abs=1e-9)
 
@@ -195,15 +195,15 @@ def test_mismatched_lengths_raise() -> None:
 
 def test_bonferroni_correction() -> None:
     ref = np.array([500, 500])
-    # a window whose chi-square p-value lies between 0.01/20 and 0.01
+    # a window whose chi-square p-value lies between 0.005/20 and 0.005 (the default alpha per model window)
     p_values = {k: chi_square(ref, np.array([k, 100 - k])).p_value for k in range(50, 100)}
-    k = next(k for k, p in p_values.items() if p is not None and 0.0005 < p < 0.01)
+    k = next(k for k, p in p_values.items() if p is not None and 0.00025 < p < 0.005)
     win = np.array([k, 100 - k])
     prof = profile_categorical(np.repeat(np.array(["a", "b"], dtype=object), 500))
     one = {r.test: r for r in compare(prof, np.append(win, 0), n_features=1)}
     twenty = {r.test: r for r in compare(prof, np.append(win, 0), n_features=20)}
-    assert one["chi2"].threshold == 0.01 and one["chi2"].drifted
-    assert twenty["chi2"].threshold == pytest.approx(0.0005) and not twenty["chi2"].drifted
+    assert one["chi2"].threshold == 0.005 and one["chi2"].drifted
+    assert twenty["chi2"].threshold == pytest.approx(0.00025) and not twenty["chi2"].drifted
 
 
 def test_compare_numeric_runs_all_tests_and_wasserstein_threshold() -> None:
