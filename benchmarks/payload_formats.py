@@ -1,6 +1,7 @@
 """Cost per prediction of the ingest stage (decode + validate) for each payload format of the input topics.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/payload_formats.py [--n 20000]`` (writes ``results/payload_formats.json``).
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/payload_formats.py [--n 20000]``
+(writes ``results/payload_formats.json``).
 
 ``n`` predictions in a model server's shape (15 numeric + 5 categorical features under ``inputs.features``,
 ``request_id``, ``ts``) are encoded as plain JSON in Driftwarden's field names (the default fast path), as the
