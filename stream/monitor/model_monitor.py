@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,10 @@ from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.input_watch import InputWatch, WatchParams
 from stream.monitor.profiles import FeatureProfile, bin_index, counts_of
-from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
+from stream.monitor.quality import Columns, FeatureSpec, QualityAccumulator, QualityRow, to_columns
 from stream.monitor.reference import ReferenceBuilder
 from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, quality_rows
+from stream.monitor.segments import OTHER, SegmentRanker, dimension_name, dimension_values, dimensions_of, segment_key
 
 __all__ = ["ModelMonitor"]
 
@@ -62,11 +64,13 @@ _LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was 
 
 @dataclass
 class _Sketch:
-    """Bin counts per tested feature and quality counts of one open window."""
+    """Bin counts per tested feature and quality counts of one open window (or of one segment of it)."""
 
     counts: dict[str, np.ndarray]
     quality: QualityAccumulator
     n: int = 0
+    segments: dict[str, _Sketch] = field(default_factory=dict)  # segment key -> its sketch (whole model only)
+    members: dict[str, list[str]] = field(default_factory=dict)  # dimension -> its top-K when the window opened
 
 
 class ModelMonitor:
@@ -142,6 +146,10 @@ class ModelMonitor:
         self.stream_times: dict[tuple[str, str], int] = {}
         self.watch_params = watch_params or WatchParams()
         self.watches: dict[str, InputWatch] = {}  # online detectors on the inputs, per version
+        # drift and quality per segment (stream.monitor.segments): top-K values by volume per dimension
+        self.dimensions = dimensions_of(spec)
+        self.ranker = SegmentRanker(m.segment_top_k) if self.dimensions else None
+        self.newest_start = -(2**62)  # the latest window start seen: a newer one decays the volumes
 
     @property
     def reference(self) -> dict[str, FeatureProfile] | None:
@@ -208,13 +216,15 @@ class ModelMonitor:
         scores: np.ndarray,
         predictions: np.ndarray,
         positions: np.ndarray,
+        segments: Sequence[Mapping[str, str]] | None = None,
     ) -> list[Detection]:
         """Count a batch of predictions into their windows and feed the output detector.
 
         ``scores`` (binary; NaN if absent) and ``predictions`` (regression values; labels otherwise) are
-        per event; ``positions`` are the caller's positions (e.g. offsets) reported in detections. While a
-        reference is being built, the leading events of the stream are used for it only. Returns the
-        output detector's detections of this batch.
+        per event; ``positions`` are the caller's positions (e.g. offsets) reported in detections; ``segments``
+        (optional) each event's segment fields, for drift and quality per segment. While a reference is being
+        built, the leading events of the stream are used for it only. Returns the output detector's detections
+        of this batch.
         """
         ts = np.asarray(ts_ms, dtype=np.int64).reshape(-1)
         n = ts.size
@@ -229,10 +239,12 @@ class ModelMonitor:
             raise ValueError(f"need one {self.output_signal} per event: {outputs.size} for {n} events")
         found = self._feed(versions, self.output_signal, outputs, pos, ts) if self.pseudo else []
         first_f, first_o = self.builder.add(features, outputs) if n and not self.builder.done else (0, 0)
+        starts = ts - np.mod(ts, self.window_ms)
+        dim_values = self._rank_segments(segments, starts) if self.ranker is not None and segments is not None \
+            else {}
         if self.reference is None or n == 0:
             return found
         profiles = self.profiles
-        starts = ts - np.mod(ts, self.window_ms)
         for (version, start), idx in _groups(versions, starts):
             sketch = self._sketch(version, start, profiles)
             rows = idx[idx >= first_f]
@@ -252,6 +264,9 @@ class ModelMonitor:
                 assert self.pseudo is not None
                 bins[self.pseudo] = bin_index(profiles[self.pseudo], outputs[out_rows])
                 sketch.counts[self.pseudo] += counts_of(profiles[self.pseudo], bins[self.pseudo])
+            if dim_values:
+                self._add_segments(sketch, profiles, dim_values, idx, first_f, first_o, cols if rows.size else None,
+                                   bins)
             # the online input detectors see whole rows only (none while a reference is being built)
             if self.watch_params.enabled and rows.size and (self.pseudo not in bins or out_rows.size == rows.size):
                 found += self._watch(version, profiles, bins, pos[rows], ts[rows])
@@ -285,6 +300,77 @@ class ModelMonitor:
         self.detections.extend(found)
         del self.detections[:-_MAX_KEPT_DETECTIONS]
         return found
+
+    def _rank_segments(self, segments: Sequence[Mapping[str, str]], starts: np.ndarray) -> dict[str, list[str | None]]:
+        """Count the batch's segment values into the volumes; each dimension's value per event."""
+        assert self.ranker is not None
+        if len(segments) != starts.size:
+            raise ValueError(f"need one segment per event: {len(segments)} for {starts.size} events")
+        if starts.size and int(starts.max()) > self.newest_start:
+            if self.newest_start > -(2**62):
+                self.ranker.decay()
+            self.newest_start = int(starts.max())
+        out: dict[str, list[str | None]] = {}
+        for dim in self.dimensions:
+            name = dimension_name(dim)
+            out[name] = dimension_values(dim, segments)
+            self.ranker.observe(name, out[name])
+        return out
+
+    def _add_segments(
+        self, sketch: _Sketch, profiles: Mapping[str, FeatureProfile], dim_values: Mapping[str, list[str | None]],
+        idx: np.ndarray, first_f: int, first_o: int, cols: Columns | None, bins: Mapping[str, np.ndarray],
+    ) -> None:
+        """Count one window's rows ``idx`` into its segment sketches: one ``bincount`` per dimension and feature
+        over (segment, bin), the quality counts per segment from the rows' columns."""
+        assert self.ranker is not None
+        f_sel, o_sel = idx >= first_f, idx >= first_o
+        for dim in self.dimensions:
+            name = dimension_name(dim)
+            members = sketch.members.get(name)
+            if members is None:
+                members = sketch.members[name] = self.ranker.members(name)
+            lookup: dict[str | None, int] = {v: i for i, v in enumerate(members)}
+            lookup[None] = -1
+            other = len(members)
+            values = dim_values[name]
+            codes = np.fromiter(map(lookup.get, [values[i] for i in idx.tolist()], repeat(other)), np.int64,
+                                idx.size)
+            keys = [segment_key(dim, v) for v in [*members, OTHER]]
+            for which, sel in (("f", f_sel), ("o", o_sel)):
+                c = codes[sel]
+                names = [k for k in bins if (k == self.pseudo) == (which == "o")]
+                if not c.size or not (names or (which == "f" and cols is not None)):
+                    continue
+                sizes = np.bincount(c[c >= 0], minlength=other + 1)
+                present = np.flatnonzero(sizes)
+                if not present.size:
+                    continue
+                parts = {int(s): self._segment_sketch(sketch, keys[int(s)], profiles) for s in present}
+                for feature in names:
+                    b, p = bins[feature], profiles[feature]
+                    ok = (c >= 0) & (b >= 0)
+                    table = np.bincount(c[ok] * p.n_bins + b[ok], minlength=(other + 1) * p.n_bins)
+                    table = table.reshape(other + 1, p.n_bins)
+                    for s, part in parts.items():
+                        part.counts[feature] += table[s]
+                if which == "f" and cols is not None:
+                    order = np.argsort(c, kind="stable")
+                    bounds = np.cumsum(np.bincount(c + 1, minlength=other + 2))
+                    for s, part in parts.items():
+                        rows = order[bounds[s]:bounds[s + 1]]  # c + 1 == s + 1: rows of segment s
+                        part.quality.add_columns(cols.take(rows))
+                        part.n += int(rows.size)
+
+    def _segment_sketch(self, sketch: _Sketch, key: str, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
+        part = sketch.segments.get(key)
+        if part is None:
+            part = sketch.segments[key] = _Sketch(
+                {name: np.zeros(p.n_bins, dtype=np.int64) for name, p in profiles.items()},
+                QualityAccumulator(self.specs, self.reference))
+        for name, p in profiles.items():
+            part.counts.setdefault(name, np.zeros(p.n_bins, dtype=np.int64))
+        return part
 
     def _sketch(self, version: str, start: int, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
         sketch = self.windows.get((version, start))
@@ -434,7 +520,9 @@ class ModelMonitor:
         if delay > 0:  # label rules are judged once the labels are due (judge_matured)
             self.maturing[(model_version, window_start_ms)] = int(now.timestamp() * 1000) + delay
             rules = [r for r in self.rules if not needs_labels(r)]
-        alerts = self._evaluate(rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
+        seg_results, seg_quality, seg_inputs = self._segment_results(sketch, profiles, n_tests)
+        alerts = self._evaluate(rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality,
+                                seg_inputs)
         cutoff = window_end_ms - self.retention_ms
         self.detections = [d for d in self.detections if d.event_time_ms >= cutoff]
         return WindowReport(
@@ -442,14 +530,45 @@ class ModelMonitor:
             model_version=model_version,
             window_start=start,
             window_end=end,
-            feature_drift=drift_rows(self.model_id, model_version, start, end, results),
-            data_quality=quality_rows(self.model_id, model_version, start, end, quality),
+            feature_drift=drift_rows(self.model_id, model_version, start, end, results) + [
+                row for seg, res in seg_results.items()
+                for row in drift_rows(self.model_id, model_version, start, end, res, seg)],
+            data_quality=quality_rows(self.model_id, model_version, start, end, quality) + [
+                row for seg, q in seg_quality.items()
+                for row in quality_rows(self.model_id, model_version, start, end, q, seg)],
             alerts=alerts,
             attribution=ranking,
             drifted_features=drifted,
             detections=hits,
             samples=0 if sketch is None else sketch.n,
         )
+
+    def _segment_results(
+        self, sketch: _Sketch | None, profiles: Mapping[str, FeatureProfile], n_tests: int,
+    ) -> tuple[dict[str, dict[str, list[TestResult]]], dict[str, list[QualityRow]],
+               dict[str, tuple[list[DriftResult], list[QualityRow]]]]:
+        """Drift tests and quality checks of every segment of a closing window, and what the rules see of them.
+
+        The segment tests form their own family: Bonferroni over every significance test of every segment with
+        at least ``min_samples`` events (segments with fewer can never flag), so on unchanged data some
+        segment of a model window is flagged with probability at most ``alpha`` (the whole-model tests keep
+        their own ``alpha``)."""
+        parts = sketch.segments if sketch is not None else {}
+        tested = sum(part.n >= self.thresholds.min_samples for part in parts.values())
+        family = n_tests * max(tested, 1)
+        results: dict[str, dict[str, list[TestResult]]] = {}
+        quality: dict[str, list[QualityRow]] = {}
+        inputs: dict[str, tuple[list[DriftResult], list[QualityRow]]] = {}
+        for seg in sorted(parts):
+            part = parts[seg]
+            res = {name: compare(p, part.counts.get(name, np.zeros(p.n_bins, dtype=np.int64)),
+                                 thresholds=self.feature_thresholds.get(name, self.thresholds), n_tests=family)
+                   for name, p in profiles.items()}
+            results[seg], quality[seg] = res, part.quality.results()
+            drift = [DriftResult(k, r.test, r.statistic, r.p_value, r.drifted)
+                     for k, rs in res.items() if k != self.pseudo for r in rs]
+            inputs[seg] = (drift, quality[seg])
+        return results, quality, inputs
 
     def revise_window(
         self,
@@ -486,15 +605,19 @@ class ModelMonitor:
         drift: Sequence[DriftResult] = (),
         hits: Sequence[Detection] = (),
         quality: Sequence[QualityCheck] = (),
+        segment_inputs: Mapping[str, tuple[Sequence[DriftResult], Sequence[QualityCheck]]] | None = None,
     ) -> list[AlertEvent]:
         """``rules`` over the whole model (segment ``""``, with the drift, detector and quality results) and
-        every other segment of the window (metrics only); the alert events the tracker emits."""
+        every other segment of the window (its metrics, and its drift and quality results when
+        ``segment_inputs`` has them); the alert events the tracker emits."""
         alerts: list[AlertEvent] = []
-        for seg in ["", *sorted(s for s in metrics_by_segment if s != "")]:
+        by_segment = segment_inputs or {}
+        for seg in ["", *sorted({*metrics_by_segment, *by_segment} - {""})]:
             whole = seg == ""
+            seg_drift, seg_quality = by_segment.get(seg, ((), ()))
             inputs = WindowInputs(
                 self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
-                drift if whole else (), hits if whole else (), quality if whole else (),
+                drift if whole else seg_drift, hits if whole else (), quality if whole else seg_quality,
             )  # fmt: skip
             alerts += self.tracker.observe(inputs, evaluate_all(rules, inputs, self.history), now)
         return alerts
@@ -521,6 +644,14 @@ class ModelMonitor:
             "label_delays": self.label_delays[: min(self.label_delays_seen, _LABEL_DELAYS_KEPT)].tolist(),
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
+            "segment_windows": {
+                key: {seg: (p.n, {k: c.tolist() for k, c in p.counts.items()}, p.quality.to_bytes())
+                      for seg, p in s.segments.items()}
+                for key, s in self.windows.items() if s.segments
+            },
+            "segment_members": {key: s.members for key, s in self.windows.items() if s.members},
+            "segment_ranker": None if self.ranker is None else self.ranker.state(),
+            "newest_start": self.newest_start,
         }
         return encode_state("model_monitor", _CHECKPOINT_VERSION, state)
 
@@ -569,6 +700,19 @@ class ModelMonitor:
         mon.label_delays[: len(delays)] = delays
         mon.label_delays_seen = int(state.get("label_delays_seen", 0))
         mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
+        # segments (issue 17): absent from older checkpoints, whose windows then have whole-model sketches only
+        for key, parts in state.get("segment_windows", {}).items():
+            if key in mon.windows:
+                mon.windows[key].segments = {
+                    seg: _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()},
+                                 QualityAccumulator.from_bytes(quality, mon.specs, mon.reference), n)
+                    for seg, (n, counts, quality) in parts.items()}
+        for key, members in state.get("segment_members", {}).items():
+            if key in mon.windows:
+                mon.windows[key].members = {str(d): list(v) for d, v in members.items()}
+        if mon.ranker is not None and state.get("segment_ranker") is not None:
+            mon.ranker = SegmentRanker.from_state(state["segment_ranker"], mon.ranker.k)
+        mon.newest_start = int(state.get("newest_start", mon.newest_start))
         return mon
 
 

@@ -86,6 +86,22 @@ class Columns:
     absent: dict[str, int] = field(default_factory=dict)
     undeclared: dict[str, int] = field(default_factory=dict)
 
+    absent_rows: dict[str, np.ndarray] = field(default_factory=dict)  # per-row mask where ``absent`` > 0
+
+    def take(self, rows: np.ndarray) -> Columns:
+        """The rows ``rows`` (indices) of this batch; ``undeclared`` is left empty (the batch keeps no per-row
+        record of undeclared keys: they are checked on the whole model only)."""
+        absent_rows = {k: v[rows] for k, v in self.absent_rows.items()}
+        return Columns(
+            n=int(rows.size),
+            numeric={k: v[rows] for k, v in self.numeric.items()},
+            categorical={k: v[rows] for k, v in self.categorical.items()},
+            missing={k: v[rows] for k, v in self.missing.items()},
+            mismatch={k: v[rows] for k, v in self.mismatch.items()},
+            absent={k: int(absent_rows[k].sum()) if k in absent_rows else 0 for k in self.absent},
+            absent_rows=absent_rows,
+        )
+
 
 _PLAIN_NUMBERS = frozenset({float, int})  # not bool: type(True) is bool
 
@@ -107,6 +123,8 @@ def _add_column(out: Columns, spec: FeatureSpec, col: np.ndarray) -> None:
     codes = _codes(obj)
     absent = codes == _ABSENT
     out.absent[name] = int(absent.sum())
+    if out.absent[name]:
+        out.absent_rows[name] = absent
     nullish = absent | (codes == _NONE)
     floats = codes == _FLOAT
     if spec.kind == "numeric":
