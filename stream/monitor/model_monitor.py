@@ -49,7 +49,7 @@ from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.input_watch import InputWatch, WatchParams
 from stream.monitor.profiles import FeatureProfile, bin_index, counts_of
-from stream.monitor.quality import Columns, FeatureSpec, QualityAccumulator, QualityRow, to_columns
+from stream.monitor.quality import Columns, FeatureSpec, QualityAccumulator, QualityRow, add_grouped, to_columns
 from stream.monitor.reference import ReferenceBuilder
 from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, quality_rows
 from stream.monitor.segments import OTHER, SegmentRanker, dimension_name, dimension_values, dimensions_of, segment_key
@@ -63,14 +63,24 @@ _LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was 
 
 
 @dataclass
+class _Segments:
+    """The segments of one dimension in one open window: its top-K values when the window opened (slot ``K`` is
+    ``__other__``), the bin counts of each tested feature as one (K + 1) x bins table, the quality counts per slot
+    (None until the slot has rows)."""
+
+    members: list[str]
+    counts: dict[str, np.ndarray]
+    quality: list[QualityAccumulator | None]
+
+
+@dataclass
 class _Sketch:
-    """Bin counts per tested feature and quality counts of one open window (or of one segment of it)."""
+    """Bin counts per tested feature and quality counts of one open window, and its segments per dimension."""
 
     counts: dict[str, np.ndarray]
     quality: QualityAccumulator
     n: int = 0
-    segments: dict[str, _Sketch] = field(default_factory=dict)  # segment key -> its sketch (whole model only)
-    members: dict[str, list[str]] = field(default_factory=dict)  # dimension -> its top-K when the window opened
+    segments: dict[str, _Segments] = field(default_factory=dict)
 
 
 class ModelMonitor:
@@ -321,56 +331,36 @@ class ModelMonitor:
         self, sketch: _Sketch, profiles: Mapping[str, FeatureProfile], dim_values: Mapping[str, list[str | None]],
         idx: np.ndarray, first_f: int, first_o: int, cols: Columns | None, bins: Mapping[str, np.ndarray],
     ) -> None:
-        """Count one window's rows ``idx`` into its segment sketches: one ``bincount`` per dimension and feature
-        over (segment, bin), the quality counts per segment from the rows' columns."""
+        """Count one window's rows ``idx`` into its segments: per dimension, one ``bincount`` over (slot, bin) per
+        feature on the bin indices the whole model computed, and the quality counts of all slots in one pass."""
         assert self.ranker is not None
         f_sel, o_sel = idx >= first_f, idx >= first_o
         for dim in self.dimensions:
             name = dimension_name(dim)
-            members = sketch.members.get(name)
-            if members is None:
-                members = sketch.members[name] = self.ranker.members(name)
-            lookup: dict[str | None, int] = {v: i for i, v in enumerate(members)}
-            lookup[None] = -1
-            other = len(members)
+            seg = sketch.segments.get(name)
+            if seg is None:
+                members = self.ranker.members(name)
+                seg = sketch.segments[name] = _Segments(members, {}, [None] * (len(members) + 1))
+            slots = len(seg.members) + 1
+            lookup: dict[str | None, int] = {v: i for i, v in enumerate(seg.members)}
+            lookup[None] = -1  # the event lacks a field of this dimension
             values = dim_values[name]
-            codes = np.fromiter(map(lookup.get, [values[i] for i in idx.tolist()], repeat(other)), np.int64,
+            codes = np.fromiter(map(lookup.get, [values[i] for i in idx.tolist()], repeat(slots - 1)), np.int64,
                                 idx.size)
-            keys = [segment_key(dim, v) for v in [*members, OTHER]]
-            for which, sel in (("f", f_sel), ("o", o_sel)):
-                c = codes[sel]
-                names = [k for k in bins if (k == self.pseudo) == (which == "o")]
-                if not c.size or not (names or (which == "f" and cols is not None)):
-                    continue
-                sizes = np.bincount(c[c >= 0], minlength=other + 1)
-                present = np.flatnonzero(sizes)
-                if not present.size:
-                    continue
-                parts = {int(s): self._segment_sketch(sketch, keys[int(s)], profiles) for s in present}
-                for feature in names:
-                    b, p = bins[feature], profiles[feature]
-                    ok = (c >= 0) & (b >= 0)
-                    table = np.bincount(c[ok] * p.n_bins + b[ok], minlength=(other + 1) * p.n_bins)
-                    table = table.reshape(other + 1, p.n_bins)
-                    for s, part in parts.items():
-                        part.counts[feature] += table[s]
-                if which == "f" and cols is not None:
-                    order = np.argsort(c, kind="stable")
-                    bounds = np.cumsum(np.bincount(c + 1, minlength=other + 2))
-                    for s, part in parts.items():
-                        rows = order[bounds[s]:bounds[s + 1]]  # c + 1 == s + 1: rows of segment s
-                        part.quality.add_columns(cols.take(rows))
-                        part.n += int(rows.size)
-
-    def _segment_sketch(self, sketch: _Sketch, key: str, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
-        part = sketch.segments.get(key)
-        if part is None:
-            part = sketch.segments[key] = _Sketch(
-                {name: np.zeros(p.n_bins, dtype=np.int64) for name, p in profiles.items()},
-                QualityAccumulator(self.specs, self.reference))
-        for name, p in profiles.items():
-            part.counts.setdefault(name, np.zeros(p.n_bins, dtype=np.int64))
-        return part
+            codes_f, codes_o = codes[f_sel], codes[o_sel]
+            for feature, b in bins.items():
+                c = codes_o if feature == self.pseudo else codes_f
+                nb = profiles[feature].n_bins
+                table = seg.counts.get(feature)
+                if table is None:
+                    table = seg.counts[feature] = np.zeros((slots, nb), dtype=np.int64)
+                ok = (c >= 0) & (b >= 0)
+                table += np.bincount(c[ok] * nb + b[ok], minlength=slots * nb).reshape(slots, nb)
+            if cols is not None:
+                for j in np.flatnonzero(np.bincount(codes_f[codes_f >= 0], minlength=slots)).tolist():
+                    if seg.quality[j] is None:
+                        seg.quality[j] = QualityAccumulator(self.specs, self.reference)
+                add_grouped(seg.quality, cols, codes_f)
 
     def _sketch(self, version: str, start: int, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
         sketch = self.windows.get((version, start))
@@ -553,21 +543,30 @@ class ModelMonitor:
         at least ``min_samples`` events (segments with fewer can never flag), so on unchanged data some
         segment of a model window is flagged with probability at most ``alpha`` (the whole-model tests keep
         their own ``alpha``)."""
-        parts = sketch.segments if sketch is not None else {}
-        tested = sum(part.n >= self.thresholds.min_samples for part in parts.values())
+        parts: dict[str, tuple[dict[str, np.ndarray], QualityAccumulator]] = {}
+        for dim in self.dimensions:
+            seg = sketch.segments.get(dimension_name(dim)) if sketch is not None else None
+            if seg is None:
+                continue
+            for j, acc in enumerate(seg.quality):
+                if acc is None:
+                    continue
+                key = segment_key(dim, seg.members[j] if j < len(seg.members) else OTHER)
+                parts[key] = ({f: table[j] for f, table in seg.counts.items()}, acc)
+        tested = sum(acc.n >= self.thresholds.min_samples for _, acc in parts.values())
         family = n_tests * max(tested, 1)
         results: dict[str, dict[str, list[TestResult]]] = {}
         quality: dict[str, list[QualityRow]] = {}
         inputs: dict[str, tuple[list[DriftResult], list[QualityRow]]] = {}
-        for seg in sorted(parts):
-            part = parts[seg]
-            res = {name: compare(p, part.counts.get(name, np.zeros(p.n_bins, dtype=np.int64)),
+        for key in sorted(parts):
+            counts, acc = parts[key]
+            res = {name: compare(p, counts.get(name, np.zeros(p.n_bins, dtype=np.int64)),
                                  thresholds=self.feature_thresholds.get(name, self.thresholds), n_tests=family)
                    for name, p in profiles.items()}
-            results[seg], quality[seg] = res, part.quality.results()
+            results[key], quality[key] = res, acc.results()
             drift = [DriftResult(k, r.test, r.statistic, r.p_value, r.drifted)
                      for k, rs in res.items() if k != self.pseudo for r in rs]
-            inputs[seg] = (drift, quality[seg])
+            inputs[key] = (drift, quality[key])
         return results, quality, inputs
 
     def revise_window(
@@ -645,11 +644,10 @@ class ModelMonitor:
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
             "segment_windows": {
-                key: {seg: (p.n, {k: c.tolist() for k, c in p.counts.items()}, p.quality.to_bytes())
-                      for seg, p in s.segments.items()}
+                key: {dim: [seg.members, seg.counts, [None if q is None else q.to_bytes() for q in seg.quality]]
+                      for dim, seg in s.segments.items()}
                 for key, s in self.windows.items() if s.segments
             },
-            "segment_members": {key: s.members for key, s in self.windows.items() if s.members},
             "segment_ranker": None if self.ranker is None else self.ranker.state(),
             "newest_start": self.newest_start,
         }
@@ -701,15 +699,14 @@ class ModelMonitor:
         mon.label_delays_seen = int(state.get("label_delays_seen", 0))
         mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
         # segments (issue 17): absent from older checkpoints, whose windows then have whole-model sketches only
-        for key, parts in state.get("segment_windows", {}).items():
+        for key, dims in state.get("segment_windows", {}).items():
             if key in mon.windows:
                 mon.windows[key].segments = {
-                    seg: _Sketch({k: np.asarray(c, dtype=np.int64) for k, c in counts.items()},
-                                 QualityAccumulator.from_bytes(quality, mon.specs, mon.reference), n)
-                    for seg, (n, counts, quality) in parts.items()}
-        for key, members in state.get("segment_members", {}).items():
-            if key in mon.windows:
-                mon.windows[key].members = {str(d): list(v) for d, v in members.items()}
+                    str(dim): _Segments(
+                        [str(v) for v in members], {f: np.asarray(t, dtype=np.int64) for f, t in counts.items()},
+                        [None if q is None else QualityAccumulator.from_bytes(q, mon.specs, mon.reference)
+                         for q in quality])
+                    for dim, (members, counts, quality) in dims.items()}
         if mon.ranker is not None and state.get("segment_ranker") is not None:
             mon.ranker = SegmentRanker.from_state(state["segment_ranker"], mon.ranker.k)
         mon.newest_start = int(state.get("newest_start", mon.newest_start))

@@ -14,6 +14,7 @@ from stream.contracts.events import ModelSpec
 from stream.contracts.state_codec import decode_state, encode_state
 from stream.monitor.model_monitor import ModelMonitor
 from stream.monitor.profiles import FeatureProfile, profile_categorical, profile_numeric
+from stream.monitor.quality import FeatureSpec, QualityAccumulator, add_grouped, to_columns
 from stream.monitor.report import DATA_QUALITY_COLUMNS, FEATURE_DRIFT_COLUMNS, WindowReport
 from stream.monitor.segments import SegmentRanker, segment_key
 
@@ -216,8 +217,33 @@ def test_segment_sketches_survive_a_checkpoint_and_an_old_checkpoint_still_loads
     assert _close(restored).feature_drift == _close(mon).feature_drift
     # a checkpoint written before segments existed: no segment keys; it loads, with whole-model sketches only
     version, state = decode_state(blob, "model_monitor", (2,))
-    for key in ("segment_windows", "segment_members", "segment_ranker", "newest_start"):
+    for key in ("segment_windows", "segment_ranker", "newest_start"):
         state.pop(key)
     old = ModelMonitor.from_bytes(encode_state("model_monitor", version, state), spec)
     report = _close(old)
     assert {r[2] for r in report.feature_drift} == {""} and report.samples == 1500
+
+
+def test_grouped_quality_counts_equal_add_columns_on_each_groups_rows() -> None:
+    rng = np.random.default_rng(4)
+    specs = [FeatureSpec("x", "numeric", range=(0.0, 1.0)), FeatureSpec("c", "categorical", categories=("a", "b")),
+             FeatureSpec("k", "categorical")]
+    n = 600
+    pool_x: list[Any] = [0.5, 2.0, -1.0, None, float("nan"), "text", 0.25, 0.75]
+    pool_c: list[Any] = ["a", "b", "new1", "new2", None, 3, 1.5]
+    records = []
+    for i in range(n):
+        r: dict[str, Any] = {"x": pool_x[rng.integers(len(pool_x))], "c": pool_c[rng.integers(len(pool_c))]}
+        if i % 7:
+            r["k"] = "same"  # constant where present; absent in every 7th row
+        records.append(r)
+    group = rng.integers(-1, 4, n)
+    group[group == 2] = 3  # group 2 has no rows
+    grouped: list[QualityAccumulator | None] = [QualityAccumulator(specs) if j != 2 else None for j in range(4)]
+    add_grouped(grouped, to_columns(records, specs), group)
+    for j in (0, 1, 3):
+        one = QualityAccumulator(specs)
+        one.add_columns(to_columns([r for r, g in zip(records, group, strict=True) if g == j], specs))
+        got = grouped[j]
+        assert got is not None
+        assert got.n == one.n and got.results() == one.results()
