@@ -143,7 +143,8 @@ EventTime = Annotated[Timestamp, AfterValidator(_event_time)]
 
 # Numbers are strict (no strings or booleans coerced to numbers, ints are accepted), and so are the members
 # of the unions, so that an over-long string of digits is rejected rather than parsed as a number.
-# Integers fit 64 bits (numpy, orjson and ClickHouse all need that).
+# Integers fit 64 bits (numpy, orjson and ClickHouse all need that); a larger integer is read as a float (all
+# these fields are numbers: 2**70 is 1.1805916207174113e21), one beyond a float's range is `invalid_value`.
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Int64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
@@ -524,6 +525,9 @@ def _explain(exc: ValidationError) -> tuple[Reason, str]:
     if reason == "too_many_features":
         max_length = (best.get("ctx") or {}).get("max_length")
         return reason, f"field 'features': more than {max_length} features"
+    if (best.get("ctx") or {}).get("le") == 2**63 - 1 or (best.get("ctx") or {}).get("ge") == -(2**63):
+        # an int that no float holds either (an int beyond 64 bits but within a float's range is a float)
+        return reason, f"field '{path}': integer beyond the range of a number (about ±1.8e308)"
     message = best["msg"].replace("\n", " ")
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
