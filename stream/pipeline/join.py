@@ -978,11 +978,15 @@ class JoinState:
         state._classes = meta["classes"]
         state._class_index = {v: i for i, v in enumerate(state._classes)}
         state._preds = _Table(_PRED_DTYPES, {name: arrays["pred_" + name] for name in _PRED_DTYPES})
-        for slot, h in enumerate(arrays["pred_hash"].tolist()):
-            if h in state._pending:
-                state._extra.setdefault(h, []).append(slot)
-            else:
-                state._pending[h] = slot
+        pred_hash = arrays["pred_hash"].tolist()
+        state._pending = dict(zip(pred_hash, range(len(pred_hash)), strict=True))
+        if len(state._pending) < len(pred_hash):  # requests scored by several models: index their chains
+            state._pending = {}
+            for slot, h in enumerate(pred_hash):
+                if h in state._pending:
+                    state._extra.setdefault(h, []).append(slot)
+                else:
+                    state._pending[h] = slot
         n_labels = len(arrays["label_hash"])
         target = arrays.get("label_target", np.zeros(n_labels, np.uint64))
         state._labels = _Table(_LABEL_DTYPES, {

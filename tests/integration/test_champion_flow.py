@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 WINDOW_MS = 10_000
 PER_WINDOW = 200
 T0 = 1_767_225_600_000
+LABELLED = PER_WINDOW - PER_WINDOW // 20  # the champion's: the labels naming the challenger do not reach it
 
 
 def spec(model_id: str, champion: str | None = None) -> dict[str, Any]:
@@ -68,19 +69,23 @@ def test_shadow_model_gets_its_own_outcomes(make_worker: Any) -> None:
         wait_until(lambda: len(worker.sql("SELECT model_id FROM driftwarden.models FINAL")) == 2, 30,
                    what="registration")
         asyncio.run(_send(bootstrap, events(0) + events(1)))  # window 1 closes window 0
-        counts = wait_until(lambda: (lambda rows: rows if len(rows) == 2 and all(
-            r["n"] >= PER_WINDOW - PER_WINDOW // 20 for r in rows) else None)(worker.sql(
-                "SELECT model_id, count() AS n, countIf(prediction = label) AS right FROM driftwarden.outcomes "
-                "FINAL GROUP BY model_id ORDER BY model_id")), 60, 0.5, "the outcomes of both models")
-        accuracy = wait_until(lambda: (lambda rows: rows if len(rows) == 2 else None)(worker.sql(
-            "SELECT model_id, value, samples FROM driftwarden.window_metrics FINAL WHERE metric = 'accuracy' "
-            f"AND segment = '' AND toUnixTimestamp64Milli(window_start) = {T0} ORDER BY model_id")), 30, 0.5,
-            "the accuracy of both models")
+        def all_outcomes() -> list[dict[str, Any]]:
+            rows = worker.sql("SELECT model_id, count() AS n, countIf(prediction = label) AS right FROM "
+                              "driftwarden.outcomes FINAL GROUP BY model_id ORDER BY model_id")
+            return rows if [r["n"] for r in rows] == [LABELLED, PER_WINDOW] else []
+
+        def accuracies() -> list[dict[str, Any]]:
+            rows = worker.sql("SELECT model_id, value, samples FROM driftwarden.window_metrics FINAL WHERE metric = "
+                              f"'accuracy' AND segment = '' AND toUnixTimestamp64Milli(window_start) = {T0} "
+                              "ORDER BY model_id")
+            return rows if [r["samples"] for r in rows] == [LABELLED, PER_WINDOW] else []
+
+        counts = wait_until(all_outcomes, 60, 0.5, "the outcomes of both models")
+        accuracy = wait_until(accuracies, 30, 0.5, "the accuracy of both models")
         dead = worker.sql("SELECT reason FROM driftwarden.dead_letters")
         assert worker.stop() == 0
-    labelled = PER_WINDOW - PER_WINDOW // 20  # the labels naming the challenger do not reach the champion
-    assert [(r["model_id"], r["n"]) for r in counts] == [("churn", labelled), ("churn-next", PER_WINDOW)]
+    assert [(r["model_id"], r["n"]) for r in counts] == [("churn", LABELLED), ("churn-next", PER_WINDOW)]
     assert counts[0]["right"] == sum(1 for i in range(PER_WINDOW) if i % 20 and i % 10)
     assert counts[1]["right"] == sum(1 for i in range(PER_WINDOW) if i % 10 < 6)
-    assert [(r["model_id"], r["samples"]) for r in accuracy] == [("churn", labelled), ("churn-next", PER_WINDOW)]
+    assert [(r["model_id"], r["samples"]) for r in accuracy] == [("churn", LABELLED), ("churn-next", PER_WINDOW)]
     assert dead == []
