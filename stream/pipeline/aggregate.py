@@ -130,7 +130,8 @@ class Aggregator:
             p_lat = np.asarray(p["lat"], dtype=np.float64)
             p_versions = self.versions.fold_all(model_id, p["ver"])
             p_segments = self.segment_values.fold_segments(model_id, fields, p["seg"])
-            p_ids = ["p" + pid for pid in p["pid"]]
+            prefix = f"p{model_id}\x1f"  # a challenger's items have the champion's prediction ids
+            p_ids = [prefix + pid for pid in p["pid"]]
         if o["off"]:
             o_business = {key: np.asarray([b.get(key, np.nan) for b in o["biz"]], dtype=np.float64)
                           for key in spec.business_values}
@@ -140,7 +141,8 @@ class Aggregator:
             o_label_ts = np.asarray(o["lts"], dtype=np.int64)  # the error stream's time is label time
             o_versions = self.versions.fold_all(model_id, o["ver"])
             o_segments = self.segment_values.fold_segments(model_id, fields, o["seg"])
-            o_ids = ["o" + pid for pid in o["pid"]]
+            prefix = f"o{model_id}\x1f"
+            o_ids = [prefix + pid for pid in o["pid"]]
         try:
             if p["off"]:
                 keep = self.recent.fresh(p_ids)
