@@ -1,34 +1,65 @@
-"""Online drift detectors (River ADWIN and Page-Hinkley) over standardised signals, with checkpoints.
+"""Online drift detectors (River's ADWIN and a seeded Page-Hinkley) over standardised signals, with checkpoints.
 
 Both detectors see the standardised value ``z = (x - mean) / std``, clipped to ``±clip``. Mean and std
 are a fixed reference when given; otherwise the first ``warmup`` values only teach the standardiser
 (Welford) and, by default, its statistics are then frozen (``freeze_standardiser=False``: running
 statistics of the values before ``x``).
-Standardising makes a threshold (Page-Hinkley) or a significance (ADWIN, whose bound has a term in absolute
-units) mean the same for every signal. Defaults were chosen by ``benchmarks/detector_calibration.py``
-(see ``benchmarks/results/detector_calibration.md``): at most one false alarm per million stationary
-events, smallest delay among settings that meet that.
+Standardising makes a significance (ADWIN, whose bound has a term in absolute units) mean the same for every
+signal. ADWIN's defaults were chosen by ``benchmarks/detector_calibration.py``.
+
+Page-Hinkley is seeded: it tests the stream against the reference mean (``z = 0``) from the first value,
+``U_t = max_s sum_{s < i <= t} (z_i - delta)`` upwards and likewise downwards
+(:class:`stream.monitor.page_hinkley.PageHinkley`, vectorised per batch), and reports its change point:
+the argmin of the cumulative sum, the first value of the run that crossed the threshold. River's
+``PageHinkley`` learns its mean from the stream since its last reset (blind for a short stream, and a
+change in the first values becomes its baseline), so it is not used. Each side's threshold is sized for a
+mean run of ``ph_arl`` stationary values between false alarms on the reference distribution
+(:func:`stream.monitor.cusum.threshold_for`, allowing for a reference-mean error of ``ph_margin_se``
+standard errors): the reference profile's bins when the monitor is seeded, else the warm-up values. After
+an alarm the side holds until the stream is back at the reference level, so a lasting change is one
+detection.
+False alarms and delays: ``benchmarks/detection_quality.py``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 from river import drift
 
 from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
+from stream.monitor.cusum import MAX_H, threshold_for
+from stream.monitor.page_hinkley import PageHinkley
 
 __all__ = ["Detection", "DetectorParams", "MonitorBank", "SignalMonitor", "Standardiser"]
 
-_CHECKPOINT_VERSION = 2  # 1 was a pickle, refused
+_CHECKPOINT_VERSION = 3  # 1 was a pickle, refused; 2 had River's Page-Hinkley (restored with a fresh one)
 # Inputs are clamped to this magnitude: squares of larger (valid, finite) values overflow float64 and would
 # leave the running mean and variance infinite, so every later z would be NaN.
 _MAX_ABS = 1e100
 
 SignalKey = tuple[str, str, str]
+
+_NORMAL_GRID = np.linspace(-8.0, 8.0, 1601)  # N(0, 1) on a grid: Page-Hinkley's reference without a sample
+_NORMAL_WEIGHTS = np.exp(-0.5 * _NORMAL_GRID**2)
+
+
+def _page_hinkley(p: DetectorParams, z: np.ndarray, w: np.ndarray, n_ref: int) -> PageHinkley:
+    """Two-sided Page-Hinkley (a CUSUM with ``k = delta`` against the known mean) whose thresholds give a mean
+    run of ``ph_arl`` values per side on the standardised reference values ``z`` (weights ``w``)."""
+    if p.ph_threshold is not None:
+        return PageHinkley(p.ph_delta, p.ph_threshold)
+    zc = z - float((w * z).sum() / w.sum()) if w.sum() > 0 else z  # centred: the reference mean is the baseline
+    margin = min(p.ph_margin_se / math.sqrt(max(n_ref, 1)), p.ph_delta / 2)
+    up = threshold_for(zc, w, p.ph_delta, p.ph_arl, margin)
+    down = threshold_for(-zc, w, p.ph_delta, p.ph_arl, margin)
+    if max(up, down) >= MAX_H:  # a constant reference could never alarm: size it as for N(0, 1) instead
+        gauss = threshold_for(_NORMAL_GRID, _NORMAL_WEIGHTS, p.ph_delta, p.ph_arl, margin)
+        up, down = min(up, gauss), min(down, gauss)
+    return PageHinkley(p.ph_delta, up, down)
 
 
 class Standardiser:
@@ -152,10 +183,10 @@ class DetectorParams:
     adwin_clock: int = 8  # measured: 1σ delay 43 vs 55 values at 32, +0.07 µs/value, FA/1M 1.0 (bernoulli)
     adwin_min_window_length: int = 5
     adwin_grace_period: int = 10
-    ph_threshold: float = 500.0
-    ph_delta: float = 0.005
-    ph_min_instances: int = 30
-    ph_alpha: float = 1 - 0.0001
+    ph_threshold: float | None = None  # None: sized for ph_arl per side on the reference distribution
+    ph_delta: float = 0.25
+    ph_arl: float = 1e7
+    ph_margin_se: float = 2.0
     warmup: int = 1000
     freeze_standardiser: bool = True
     clip: float = 10.0
@@ -172,14 +203,8 @@ class DetectorParams:
         }
 
     def ph_params(self) -> dict[str, Any]:
-        """PageHinkley's constructor arguments (two-sided)."""
-        return {
-            "threshold": self.ph_threshold,
-            "delta": self.ph_delta,
-            "min_instances": self.ph_min_instances,
-            "alpha": self.ph_alpha,
-            "mode": "both",
-        }
+        """Page-Hinkley's parameters (two-sided; threshold None when sized per signal)."""
+        return {"threshold": self.ph_threshold, "delta": self.ph_delta, "arl": self.ph_arl, "mode": "both"}
 
 
 @dataclass(frozen=True)
@@ -190,8 +215,10 @@ class Detection:
     seen (warm-up included); ``source_position`` and ``event_time_ms`` are the caller's position and
     event time of that value. ``estimate_before``/``estimate_after`` are in standardised units (add
     ``scale_mean`` + ``scale_std`` * estimate to get signal units approximately): for ADWIN its window mean
-    before the triggering value and its shrunk window mean right after detection; for Page-Hinkley its
-    running mean since its last reset, without and with the triggering value.
+    before the triggering value and its shrunk window mean right after detection; for Page-Hinkley the
+    reference level (0) and the mean of the run from the change point to the triggering value.
+    ``change_position`` (and its event time) is the estimated first changed value: ADWIN's cut,
+    Page-Hinkley's argmin of the cumulative sum.
     """
 
     detector: str
@@ -246,6 +273,9 @@ class SignalMonitor:
     """ADWIN and two-sided Page-Hinkley over one standardised signal, with counters that survive resets.
 
     Non-finite values (NaN, ±inf) are skipped and counted in ``n_skipped``; they do not advance positions.
+    ``reference_values``/``reference_weights`` (e.g. a profile's bin means and counts) describe the reference
+    distribution that sizes Page-Hinkley's thresholds; without them a seeded monitor assumes N(0, 1) scores
+    and an unseeded one uses its warm-up values.
     """
 
     def __init__(
@@ -256,6 +286,9 @@ class SignalMonitor:
         params: DetectorParams | None = None,
         reference_mean: float | None = None,
         reference_std: float | None = None,
+        reference_values: np.ndarray | None = None,
+        reference_weights: np.ndarray | None = None,
+        reference_n: int | None = None,
     ) -> None:
         self.model_id = model_id
         self.version = version
@@ -266,9 +299,18 @@ class SignalMonitor:
             p.warmup, reference_mean, reference_std, clip=p.clip, freeze=p.freeze_standardiser
         )
         self.adwin: drift.ADWIN | None = drift.ADWIN(**p.adwin_params()) if p.use_adwin else None
-        self.page_hinkley: drift.PageHinkley | None = (
-            drift.PageHinkley(**p.ph_params()) if p.use_page_hinkley else None
-        )
+        self.page_hinkley: PageHinkley | None = None  # created once its thresholds are known
+        self._warm: list[float] = []  # warm-up values (unseeded): they size Page-Hinkley's thresholds
+        if p.use_page_hinkley and self.standardiser.fixed:
+            if reference_values is not None:
+                zr = np.clip((np.asarray(reference_values, dtype=np.float64) - self.standardiser.mean)
+                             / self.standardiser.std, -p.clip, p.clip)  # fmt: skip
+                wr = np.ones(zr.size) if reference_weights is None else np.asarray(reference_weights, float)
+            else:
+                zr, wr = _NORMAL_GRID, _NORMAL_WEIGHTS
+            n_ref = reference_n if reference_n is not None else (int(wr.sum()) if reference_weights is not None
+                                                                 else p.warmup)  # fmt: skip
+            self.page_hinkley = _page_hinkley(p, zr, wr, n_ref)
         self.n_seen = 0
         self.clock = PositionClock()
         self.n_skipped = 0
@@ -298,63 +340,64 @@ class SignalMonitor:
         z = self.standardiser.transform(x)
         self.n_seen += x.size
         offset = x.size - z.size  # values of this batch consumed by the warm-up
+        self._warm_up(x[:offset])
         if z.size == 0:
             return []
-        zl = z.tolist()
         adw, ph = self.adwin, self.page_hinkley
-        hits_a: list[tuple[int, float, int]] = []
-        hits_p: list[int] = []
-        if adw is not None and ph is not None:
-            a_upd, p_upd = adw.update, ph.update
-            for i, v in enumerate(zl):
-                a_upd(v)
-                if adw.drift_detected:
-                    hits_a.append((i, adw.estimation, adw.width))
-                p_upd(v)
-                if ph.drift_detected:
-                    hits_p.append(i)
-        elif adw is not None:
+        out: list[Detection] = []
+        if adw is not None:
+            zl = z.tolist()
+            hits_a: list[tuple[int, float, int]] = []
             a_upd = adw.update
             for i, v in enumerate(zl):
                 a_upd(v)
                 if adw.drift_detected:
                     hits_a.append((i, adw.estimation, adw.width))
-        elif ph is not None:
-            p_upd = ph.update
-            for i, v in enumerate(zl):
-                p_upd(v)
-                if ph.drift_detected:
-                    hits_p.append(i)
-        if adw is None and ph is None:
-            return []
-        csum = np.concatenate(([0.0], np.cumsum(z)))
-        out: list[Detection] = []
-        for name, hits in (("adwin", [h[0] for h in hits_a]), ("page_hinkley", hits_p)):
-            if (name == "adwin" and adw is None) or (name == "page_hinkley" and ph is None):
-                continue
-            acc = self._since_reset[name]
+            csum = np.concatenate(([0.0], np.cumsum(z)))
+            acc = self._since_reset["adwin"]
             base_sum, base_n, start = acc[0], acc[1], 0
-            for j, i in enumerate(hits):
+            for i, estimate, width in hits_a:
                 s_before = base_sum + csum[i] - csum[start]
                 n_before = base_n + i - start
                 before = s_before / n_before if n_before else 0.0
-                after = hits_a[j][1] if name == "adwin" else (s_before + zl[i]) / (n_before + 1)
                 at = first + offset + i
                 # ADWIN's cut: the values it kept after the detection are the ones after the change
-                change = at - int(hits_a[j][2]) + 1 if name == "adwin" else None
-                out.append(self._detection(name, at, pos, ts, offset + i, before, after, change))
+                out.append(self._detection("adwin", at, pos, ts, offset + i, before, estimate, at - int(width) + 1))
                 base_sum, base_n, start = 0.0, 0.0, i + 1
             acc[0] = base_sum + csum[-1] - csum[start]
             acc[1] = base_n + z.size - start
-            self.n_detections[name] += len(hits)
+            self.n_detections["adwin"] += len(hits_a)
+        if ph is not None:
+            rows_before = ph.seen  # PH rows count the standardised values only
+            base = first + offset - rows_before
+            for alarm in ph.update(z):
+                out.append(self._detection("page_hinkley", base + alarm.row, pos, ts, offset + alarm.row - rows_before,
+                                           0.0, alarm.mean, base + alarm.start, alarm.threshold))  # fmt: skip
+                self.n_detections["page_hinkley"] += 1
         out.sort(key=lambda d: (d.position, d.detector))
         return out
 
+    def _warm_up(self, x: np.ndarray) -> None:
+        """Keep the warm-up values of an unseeded monitor; once the standardiser is ready, size Page-Hinkley's
+        thresholds on them (standardised) and forget them."""
+        p = self.params
+        if not p.use_page_hinkley or self.page_hinkley is not None:
+            return
+        self._warm += x.tolist()
+        st = self.standardiser
+        if st.n >= st.warmup and st.n > 0 and st.warmup > 0:
+            sd = max(st.std, st.min_std)
+            zw = np.clip((np.asarray(self._warm) - st.mean) / sd, -p.clip, p.clip)
+            self.page_hinkley = _page_hinkley(p, zw, np.ones(zw.size), zw.size)
+            self._warm = []
+
     def _detection(
         self, name: str, position: int, pos: np.ndarray, ts: np.ndarray, k: int, before: float, after: float,
-        change: int | None = None,
+        change: int | None = None, threshold: float | None = None,
     ) -> Detection:
         p = self.params.adwin_params() if name == "adwin" else self.params.ph_params()
+        if threshold is not None:
+            p["threshold"] = round(threshold, 3)
         return Detection(
             detector=name,
             model_id=self.model_id,
@@ -386,7 +429,8 @@ class SignalMonitor:
             "clock": {"cap": self.clock.cap, "positions": list(self.clock.positions), "times": list(self.clock.times)},
             "since_reset": {k: list(v) for k, v in self._since_reset.items()},
             "adwin": None if self.adwin is None else self.adwin._helper.__getstate__(),
-            "page_hinkley": None if self.page_hinkley is None else _ph_state(self.page_hinkley),
+            "ph": None if self.page_hinkley is None else self.page_hinkley.state(),
+            "warm": list(self._warm),
             "offsets": dict(offsets),
         }
         return encode_state("signal_monitor", _CHECKPOINT_VERSION, state)
@@ -394,10 +438,14 @@ class SignalMonitor:
     @classmethod
     def from_bytes(cls, data: bytes) -> tuple[SignalMonitor, dict[str, int]]:
         """Restore a monitor and the offsets saved by :meth:`to_bytes`; StateDecodeError if it is not one."""
-        _, state = decode_state(data, "signal_monitor", (_CHECKPOINT_VERSION,))
+        version, state = decode_state(data, "signal_monitor", (2, _CHECKPOINT_VERSION))
         try:
-            model_id, version, signal = (str(k) for k in state["key"])
-            monitor = cls(model_id, version, signal, params=DetectorParams(**state["params"]))
+            model_id, version_key, signal = (str(k) for k in state["key"])
+            known = {f.name for f in fields(DetectorParams)}
+            saved_params = {k: v for k, v in state["params"].items() if k in known}
+            if version == 2:  # River's Page-Hinkley parameters mean something else now: use today's
+                saved_params = {k: v for k, v in saved_params.items() if not k.startswith("ph_")}
+            monitor = cls(model_id, version_key, signal, params=DetectorParams(**saved_params))
             saved = state["standardiser"]
             st = monitor.standardiser
             st.fixed, st.warmup, st.clip, st.min_std = bool(saved["fixed"]), int(saved["warmup"]), \
@@ -414,25 +462,17 @@ class SignalMonitor:
             monitor._since_reset = {str(k): [float(x) for x in v] for k, v in state["since_reset"].items()}
             if monitor.adwin is not None and state["adwin"] is not None:
                 monitor.adwin._helper.__setstate__(bytes(state["adwin"]))  # River's own decoder of plain numbers
-            if monitor.page_hinkley is not None and state["page_hinkley"] is not None:
-                _ph_restore(monitor.page_hinkley, state["page_hinkley"])
+            monitor._warm = [float(v) for v in state.get("warm") or []]
+            p = monitor.params
+            if state.get("ph") is not None:
+                monitor.page_hinkley = PageHinkley.from_state(state["ph"])
+            elif p.use_page_hinkley and (st.fixed or st.n >= st.warmup):
+                # a version-2 checkpoint: a fresh seeded Page-Hinkley (N(0, 1) thresholds), from this value on
+                monitor.page_hinkley = _page_hinkley(p, _NORMAL_GRID, _NORMAL_WEIGHTS, max(st.n, p.warmup))
+                monitor.page_hinkley.seen = max(monitor.n_seen - (0 if st.fixed else st.warmup), 0)
             return monitor, {str(k): int(v) for k, v in state["offsets"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise StateDecodeError(f"signal_monitor checkpoint refused: {type(exc).__name__}: {exc}") from None
-
-
-def _ph_state(ph: drift.PageHinkley) -> dict[str, float | int | bool]:
-    """Page-Hinkley's running numbers (its parameters come from DetectorParams)."""
-    return {"n": ph._x_mean.n, "mean": ph._x_mean._mean, "sum_increase": ph._sum_increase,
-            "sum_decrease": ph._sum_decrease, "min_increase": ph._min_increase, "max_decrease": ph._max_decrease,
-            "drift_detected": ph._drift_detected}
-
-
-def _ph_restore(ph: drift.PageHinkley, state: dict[str, Any]) -> None:
-    ph._x_mean.n, ph._x_mean._mean = state["n"], float(state["mean"])
-    ph._sum_increase, ph._sum_decrease = float(state["sum_increase"]), float(state["sum_decrease"])
-    ph._min_increase, ph._max_decrease = state["min_increase"], state["max_decrease"]
-    ph._drift_detected = bool(state["drift_detected"])
 
 
 class MonitorBank:

@@ -190,8 +190,11 @@ class ModelMonitor:
             # the output detectors start from the reference's mean and spread when it has them: no warm-up
             ref = (self.reference or {}).get(self.pseudo or "") if signal == self.output_signal else None
             seeded = ref is not None and ref.mean is not None and bool(ref.std)
-            mean, std = (ref.mean, ref.std) if seeded and ref is not None else (None, None)
-            mon = SignalMonitor(self.model_id, version, signal, self.detector_params, mean, std)
+            if seeded and ref is not None:  # its bins also size Page-Hinkley's thresholds
+                mon = SignalMonitor(self.model_id, version, signal, self.detector_params, ref.mean, ref.std,
+                                    np.asarray(ref.bin_means), np.asarray(ref.counts))  # fmt: skip
+            else:
+                mon = SignalMonitor(self.model_id, version, signal, self.detector_params)
             self.signals[(version, signal)] = mon
         return mon
 

@@ -29,21 +29,44 @@ def feed(m: SignalMonitor, x: np.ndarray, batch: int = 250, start: int = 0) -> l
     return out
 
 
+def page_hinkley_replay(z: np.ndarray, delta: float, h_up: float, h_down: float) -> list[tuple[int, int]]:
+    """Independent replay of the seeded two-sided Page-Hinkley, value by value: (alarm index, change index =
+    the value after the argmin of the cumulative sum of the side that alarmed). After an alarm a side is
+    clamped at its threshold and silent until its statistic is back at 0."""
+    out = []
+    for sign, h in ((1.0, h_up), (-1.0, h_down)):
+        s, start, held = 0.0, 0, False
+        for i, v in enumerate((sign * z).tolist()):
+            if held:
+                s = min(h, s + v - delta)
+                if s <= 0:
+                    s, held, start = 0.0, False, i + 1
+                continue
+            s += v - delta
+            if s <= 0:
+                s, start = 0.0, i + 1
+            elif s > h:
+                out.append((i, start))
+                s, held = h, True
+    return sorted(out)
+
+
 def reference_detections(x: np.ndarray, params: DetectorParams) -> list[tuple[str, int]]:
-    """Independent replay: z from numpy statistics of the warm-up, River detectors fed directly."""
+    """Independent replay: z from numpy statistics of the warm-up, River's ADWIN fed directly, Page-Hinkley
+    replayed value by value (fixed threshold)."""
     w = params.warmup
     mu, sd = x[:w].mean(), x[:w].std(ddof=1)
     z = np.clip((x[w:] - mu) / sd, -params.clip, params.clip)
-    adw, ph = drift.ADWIN(**params.adwin_params()), drift.PageHinkley(**params.ph_params())
+    adw = drift.ADWIN(**params.adwin_params())
     out = []
     for i, v in enumerate(z.tolist()):
         adw.update(v)
         if adw.drift_detected:
             out.append(("adwin", w + i))
-        ph.update(v)
-        if ph.drift_detected:
-            out.append(("page_hinkley", w + i))
-    return out
+    assert params.ph_threshold is not None
+    out += [("page_hinkley", w + i) for i, _ in page_hinkley_replay(z, params.ph_delta, params.ph_threshold,
+                                                                    params.ph_threshold)]  # fmt: skip
+    return sorted(out, key=lambda t: (t[1], t[0]))
 
 
 # --- Standardiser -------------------------------------------------------------------------------------------
@@ -101,12 +124,12 @@ def test_default_detections_are_pinned() -> None:
     assert found == PINNED
 
 
-PINNED = [("adwin", 3039), ("page_hinkley", 3454)]  # ADWIN clock 8 (3047 at clock 32)
+PINNED = [("adwin", 3039), ("page_hinkley", 3046)]  # ADWIN clock 8 (3047 at clock 32); PH seeded since #18
 
 
 def test_detections_match_river_fed_directly() -> None:
     x = np.concatenate([shifted_stream(seed=3, shift=0.5), shifted_stream(seed=4, shift=-1.0) + 0.5])
-    params = DetectorParams(ph_threshold=100.0)
+    params = DetectorParams(ph_threshold=30.0)
     m = SignalMonitor(params=params)
     got = [(d.detector, d.position) for d in feed(m, x, batch=333)]
     want = reference_detections(x, params)
@@ -141,9 +164,13 @@ def test_detection_fields_and_estimates() -> None:
     assert replay.drift_detected
     assert adw.estimate_after == pytest.approx(replay.estimation, rel=1e-12)
     ph = next(d for d in dets if d.detector == "page_hinkley")
-    assert ph.estimate_before == pytest.approx(z[: ph.position - w].mean(), rel=1e-9)
-    assert ph.estimate_after == pytest.approx(z[: ph.position - w + 1].mean(), rel=1e-9)
-    assert ph.params["threshold"] == params.ph_threshold and ph.params["mode"] == "both"
+    assert ph.change_position is not None and 2900 < ph.change_position <= 3000 < ph.position
+    assert ph.estimate_before == 0.0  # the reference level
+    assert ph.estimate_after == pytest.approx(z[ph.change_position - w : ph.position - w + 1].mean(), rel=1e-9)
+    assert ph.params["mode"] == "both" and ph.params["delta"] == params.ph_delta
+    # the threshold was sized on the standardised warm-up values (the monitor has no reference)
+    assert m.page_hinkley is not None
+    assert ph.params["threshold"] == round(m.page_hinkley.h["up"], 3)
 
 
 def test_estimates_after_a_reset_cover_only_values_since_reset() -> None:
@@ -211,7 +238,7 @@ def test_batch_partition_does_not_change_detections() -> None:
 @pytest.mark.parametrize("cut", [500, 3000, 3250, 7000])
 def test_restored_monitor_detects_at_the_same_positions(cut: int) -> None:
     x = np.concatenate([shifted_stream(seed=10, shift=1.0), shifted_stream(seed=11, shift=-1.0) + 1.0])
-    params = DetectorParams(ph_threshold=100.0)
+    params = DetectorParams()  # Page-Hinkley sized on the warm-up values, which a cut at 500 checkpoints
     full = SignalMonitor("m", "v", "error", params=params)
     expected = feed(full, x)
     first = SignalMonitor("m", "v", "error", params=params)
@@ -263,7 +290,9 @@ def test_adwin_reports_its_cut_as_change_point_with_its_event_time() -> None:
     # the values ADWIN keeps after its cut start at change_position (bucket-granular, so before the change)
     assert isinstance(adwin.change_position, int) and 1000 < adwin.change_position <= 3000 < adwin.position
     assert adwin.change_time_ms == 2 * adwin.change_position  # feed() uses 2 x position as event time
-    assert all(d.change_position is None for d in found if d.detector == "page_hinkley")
+    ph = next(d for d in found if d.detector == "page_hinkley")
+    assert ph.change_position is not None and 2900 < ph.change_position <= 3000 < ph.position
+    assert ph.change_time_ms == 2 * ph.change_position
 
 
 def test_position_clock_forgets_old_batches() -> None:
@@ -280,3 +309,81 @@ def test_extreme_finite_values_leave_the_standardiser_finite(freeze: bool) -> No
     s.transform(np.array([1.0, 2.0, 1e300, -1e300, 3.0]))
     z = s.transform(np.array([1.0, 2.0]))
     assert np.isfinite(s.mean) and np.isfinite(s.std) and np.isfinite(z).all(), (s.mean, s.std, z)
+
+
+# --- seeded Page-Hinkley ------------------------------------------------------------------------------------
+
+
+def test_seeded_page_hinkley_watches_from_the_first_value_and_reports_the_argmin() -> None:
+    rng = np.random.default_rng(21)
+    ref = rng.normal(5.0, 2.0, 1000)
+    x = np.concatenate([rng.normal(5.0, 2.0, 100), rng.normal(7.0, 2.0, 400)])  # 1σ up after 100 values
+    m = SignalMonitor(params=DetectorParams(use_adwin=False), reference_mean=float(ref.mean()),
+                      reference_std=float(ref.std()), reference_values=ref)  # fmt: skip
+    found = feed(m, x, batch=37)
+    assert found and found[0].position < 200  # within 100 values of the change, no warm-up
+    z = np.clip((x - ref.mean()) / ref.std(), -10, 10)
+    assert m.page_hinkley is not None
+    want = page_hinkley_replay(z, 0.25, m.page_hinkley.h["up"], m.page_hinkley.h["down"])
+    assert [(d.position, d.change_position) for d in found] == want
+    assert 80 <= want[0][1] <= 110  # the argmin lands near the change
+
+
+def test_page_hinkley_thresholds_follow_the_reference_distribution() -> None:
+    from stream.monitor.cusum import threshold_for
+
+    rng = np.random.default_rng(22)
+    gauss = rng.normal(0.0, 1.0, 1000)
+    m = SignalMonitor(params=DetectorParams(), reference_mean=float(gauss.mean()), reference_std=float(gauss.std()),
+                      reference_values=gauss)  # fmt: skip
+    assert m.page_hinkley is not None
+    # N(0, 1): Lundberg's exponent 2 (delta - margin), margin 2 / sqrt(1000)
+    expected = np.log(1e7) / (2 * (0.25 - 2 / np.sqrt(1000)))
+    assert m.page_hinkley.h["up"] == pytest.approx(expected, rel=0.05)
+    skewed = rng.lognormal(0.0, 1.0, 1000)
+    s = SignalMonitor(params=DetectorParams(), reference_mean=float(skewed.mean()),
+                      reference_std=float(skewed.std()), reference_values=skewed)  # fmt: skip
+    assert s.page_hinkley is not None
+    zc = np.clip((skewed - skewed.mean()) / skewed.std(), -10, 10)
+    zc -= zc.mean()
+    up = threshold_for(zc, np.ones(zc.size), 0.25, 1e7, 2 / np.sqrt(1000))
+    assert s.page_hinkley.h["up"] == pytest.approx(up) and s.page_hinkley.h["up"] > s.page_hinkley.h["down"]
+
+
+def test_version_2_checkpoint_still_loads_with_a_fresh_page_hinkley() -> None:
+    from stream.contracts.state_codec import decode_state, encode_state
+
+    x = shifted_stream()
+    m = SignalMonitor("m", "v", "error")
+    feed(m, x[:2000])
+    _, state = decode_state(m.to_bytes({"p": 7}), "signal_monitor", (3,))
+    # what version 2 wrote: River's Page-Hinkley parameters and running sums, no "ph" or "warm"
+    state["params"] |= {"ph_threshold": 500.0, "ph_delta": 0.005, "ph_min_instances": 30, "ph_alpha": 0.9999}
+    del state["ph"], state["warm"]
+    state["page_hinkley"] = {"n": 1000, "mean": 0.0, "sum_increase": 0.0, "sum_decrease": 0.0,
+                             "min_increase": 0.0, "max_decrease": 0.0, "drift_detected": False}  # fmt: skip
+    restored, offsets = SignalMonitor.from_bytes(encode_state("signal_monitor", 2, state))
+    assert offsets == {"p": 7} and restored.n_seen == 2000
+    assert restored.params.ph_threshold is None and restored.params.ph_delta == 0.25
+    later = feed(restored, x[2000:], start=2000)
+    ph = [d for d in later if d.detector == "page_hinkley"]
+    assert ph and 3000 <= ph[0].position < 3200 and 2900 < (ph[0].change_position or 0) <= 3000
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+def test_page_hinkley_holds_through_an_excursion_and_rearms_after_it(batch: int) -> None:
+    from stream.monitor.page_hinkley import PageHinkley
+
+    rng = np.random.default_rng(23)
+    z = np.concatenate([rng.normal(0, 1, 300), rng.normal(1, 1, 300), rng.normal(0, 1, 600),
+                        rng.normal(-1, 1, 300), rng.normal(1.5, 1, 200)])  # fmt: skip
+    want = page_hinkley_replay(z, 0.25, 20.0, 25.0)
+    ph = PageHinkley(0.25, 20.0, 25.0)
+    got = []
+    for k in range(0, z.size, batch):
+        if k == 450:  # mid-excursion, the up side holding: a checkpoint round trip
+            ph = PageHinkley.from_state(ph.state())
+        got += [(a.row, a.start) for a in ph.update(z[k : k + batch])]
+    assert got == want
+    assert len(want) == 3  # one per excursion: up at ~300, down at ~1200, up again at ~1500
+    assert all(abs(start - true) <= 60 for (_, start), true in zip(want, (300, 1200, 1500), strict=True)), want

@@ -102,7 +102,8 @@ def test_segment_statistics_equal_scipy_on_the_same_rows() -> None:
         if expected.pvalue > 1e-10:
             assert ks["p_value"] == pytest.approx(expected.pvalue, rel=0.05)
         window_c = [sum(1 for c, s in zip(cs, sel, strict=True) if s and c == k) for k in CATS]
-        stat, p, _, _ = chi2_contingency(np.array([ref["c"].counts, window_c]), correction=False)
+        table = np.array([ref["c"].counts, window_c])
+        stat, p, _, _ = chi2_contingency(table, correction=False, lambda_="cressie-read")
         chi2 = rows[(f"store={store}", "c", "chi2")]
         assert (chi2["statistic"], chi2["p_value"]) == (pytest.approx(stat), pytest.approx(p))
 
@@ -119,9 +120,9 @@ def test_segment_tests_are_one_bonferroni_family_over_the_tested_segments() -> N
     n_tests = 2 + 1 + 2  # x (KS, chi-square), c (chi-square), the prediction (KS, chi-square)
     tested = {s for s, _, _ in rows if s and s != "store=__other__"}
     assert len(tested) == 10
-    assert rows[("", "x", "ks")]["threshold"] == pytest.approx(0.01 / n_tests)
+    assert rows[("", "x", "ks")]["threshold"] == pytest.approx(0.005 / n_tests)
     for seg in tested:
-        assert rows[(seg, "x", "ks")]["threshold"] == pytest.approx(0.01 / (n_tests * len(tested)))
+        assert rows[(seg, "x", "ks")]["threshold"] == pytest.approx(0.005 / (n_tests * len(tested)))
     assert rows[("store=__other__", "x", "ks")]["insufficient"] == 1
 
 
