@@ -164,7 +164,8 @@ def item_dead_letter(batch: Mapping[str, Any], side: str, i: int, topics: tuple[
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
-        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": [],
+                  "probs": []},
         "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
                  "score": [], "biz": []},
     }
@@ -442,6 +443,7 @@ class Ingest:
             p["score"].append(scores[i])
             p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
             p["feat"].append(event.features)
+            p["probs"].append(event.scores)  # per-class probabilities (multiclass CBPE); None for most models
         result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
                          records=[r for r, _, _ in accepted])
