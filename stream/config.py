@@ -201,12 +201,13 @@ class Settings(BaseSettings):
     clickhouse_client_key: Path | None = Field(None, description="private key (PEM) of the ClickHouse client cert")
     clickhouse_verify: bool = Field(True, description="verify the ClickHouse server certificate (https://)")
     schema_registry_url: str | None = Field(
-        None, description="Confluent-compatible schema registry for avro / json_schema payloads (mock:// in tests)")
+        None, description="Confluent-compatible schema registry for avro / protobuf / json_schema payloads")
     schema_registry_username: str = Field("", description="schema registry basic-auth user (an API key)")
     schema_registry_password: SecretStr = Field(SecretStr(""), description="schema registry basic-auth password")
-    payload_format_predictions: Literal["json", "avro", "json_schema"] = Field(
-        "json", description="value format on the predictions topic (avro / json_schema: schema-registry framing)")
-    payload_format_ground_truth: Literal["json", "avro", "json_schema"] = Field(
+    payload_format_predictions: Literal["json", "avro", "protobuf", "json_schema"] = Field(
+        "json", description="value format on the predictions topic (avro / protobuf / json_schema: schema-registry "
+        "framing)")
+    payload_format_ground_truth: Literal["json", "avro", "protobuf", "json_schema"] = Field(
         "json", description="value format on the ground_truth topic")
     field_map_predictions: dict[str, str] = Field(
         default_factory=dict, description='JSON {"our field": "their.field.path"}, e.g. {"prediction_id": '

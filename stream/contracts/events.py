@@ -143,7 +143,8 @@ EventTime = Annotated[Timestamp, AfterValidator(_event_time)]
 
 # Numbers are strict (no strings or booleans coerced to numbers, ints are accepted), and so are the members
 # of the unions, so that an over-long string of digits is rejected rather than parsed as a number.
-# Integers fit 64 bits (numpy, orjson and ClickHouse all need that).
+# Integers fit 64 bits (numpy, orjson and ClickHouse all need that); a larger integer is read as a float (all
+# these fields are numbers: 2**70 is 1.1805916207174113e21), one beyond a float's range is `invalid_value`.
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Probability = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Int64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
@@ -297,6 +298,13 @@ class MonitorSettings(BaseModel):
         default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "
         "to be compared in the fairness metrics."
     )
+    # --- segments (issue 17)
+    segment_top_k: int = Field(
+        default=10, ge=0, le=1000,
+        description="Drift statistics and data quality are kept per segment for the K values of each segment field "
+        "(and declared intersection) with the most predictions; the rest count in '<field>=__other__'. 0 turns "
+        "per-segment drift and quality off (window metrics keep their segments).",
+    )
 
 
 RULE_SCHEMA: dict[str, Any] = {
@@ -359,6 +367,11 @@ class ModelSpec(BaseModel):
     protected_attributes: list[str] = Field(
         default_factory=list, description="Segment fields used for fairness metrics."
     )
+    segment_intersections: list[list[str]] = Field(
+        default_factory=list,
+        description="Pairs of segment fields (or protected attributes) whose combinations get their own drift and "
+        "quality segments ('a=x&b=y', top-K by volume like a single field).",
+    )
     business_values: list[str] = Field(
         default_factory=list, description="Keys of GroundTruthEvent.business to aggregate."
     )
@@ -375,6 +388,11 @@ class ModelSpec(BaseModel):
         positive = self.positive_class
         if self.classes is not None and positive is not None and positive not in self.classes:
             raise ValueError(f"model {self.model_id!r}: positive_class {positive!r} is not in classes")
+        declared = {*self.segment_fields, *self.protected_attributes}
+        for pair in self.segment_intersections:
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= declared:
+                raise ValueError(f"model {self.model_id!r}: segment_intersections entry {pair!r} must name two "
+                                 "different segment_fields or protected_attributes")
         seen: set[str] = set()
         for feature in self.features:
             if feature.name in seen:
@@ -517,6 +535,9 @@ def _explain(exc: ValidationError) -> tuple[Reason, str]:
     if reason == "too_many_features":
         max_length = (best.get("ctx") or {}).get("max_length")
         return reason, f"field 'features': more than {max_length} features"
+    if (best.get("ctx") or {}).get("le") == 2**63 - 1 or (best.get("ctx") or {}).get("ge") == -(2**63):
+        # an int that no float holds either (an int beyond 64 bits but within a float's range is a float)
+        return reason, f"field '{path}': integer beyond the range of a number (about ±1.8e308)"
     message = best["msg"].replace("\n", " ")
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

@@ -1,5 +1,6 @@
-"""Payload decoders of the input topics: schema-registry wire formats (Avro, JSON Schema) decoded with
-confluent-kafka's deserializers (fastavro for Avro), and field names mapped by configuration, so that topics
+"""Payload decoders of the input topics: schema-registry wire formats read with the writer schema from the
+registry (Avro with fastavro and JSON Schema in `stream.kafka.registry_payloads`, Protobuf with protobuf's
+descriptor pool in `stream.kafka.protobuf_payloads`), and field names mapped by configuration, so that topics
 not written for Driftwarden feed the same event contracts. JSON without a field map keeps the fast path (no
 decoder: pydantic parses the bytes directly)."""
 
@@ -15,7 +16,6 @@ from stream.errors import UserError
 
 if TYPE_CHECKING:  # imported when a registry format is configured: it takes seconds to load
     from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.serialization import SerializationContext
 
 Decoder = Callable[[bytes], Any]
 
@@ -46,14 +46,14 @@ def field_mapper(mapping: Mapping[str, str]) -> Callable[[Any], Any]:
     return apply
 
 
-def _registry_deserializer(fmt: str, client: SchemaRegistryClient) -> Callable[[bytes, SerializationContext], Any]:
-    if fmt == "avro":
-        from confluent_kafka.schema_registry.avro import AvroDeserializer
+def _registry_reader(fmt: str, client: SchemaRegistryClient) -> Decoder:
+    if fmt == "protobuf":
+        from stream.kafka.protobuf_payloads import ProtobufDecoder
 
-        return AvroDeserializer(client)  # type: ignore[no-any-return]
-    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+        return ProtobufDecoder(client)
+    from stream.kafka.registry_payloads import AvroReader, JsonSchemaReader
 
-    return JSONDeserializer(None, schema_registry_client=client)  # type: ignore[no-any-return]
+    return AvroReader(client) if fmt == "avro" else JsonSchemaReader(client)
 
 
 def decoder(fmt: str, topic: str, field_map: Mapping[str, str] | None = None,
@@ -73,19 +73,12 @@ def decoder(fmt: str, topic: str, field_map: Mapping[str, str] | None = None,
         return decode_json
     if client is None:
         raise UserError(f"payload format {fmt} needs DRIFTWARDEN_SCHEMA_REGISTRY_URL")
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    deserialize = _registry_deserializer(fmt, client)
-    context = SerializationContext(topic, MessageField.VALUE)
+    read = _registry_reader(fmt, client)
 
     def decode_registry(value: bytes) -> Any:
         if value[:1] != b"\0":
             raise ValueError(f"not in the schema-registry wire format (no magic byte 0): is the topic {fmt}?")
-        try:
-            obj = deserialize(value, context)
-        except Exception as exc:  # the deserializers raise many kinds (SerializationError, struct, fastavro)
-            raise ValueError(f"{fmt} payload could not be decoded ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        obj = read(value)  # raises ValueError with the reason
         return mapped(obj) if mapped else obj
 
     return decode_registry

@@ -1,6 +1,7 @@
-"""Schema-registry payloads: an Avro prediction stream in a model server's own shape (registered schema,
-produced with confluent-kafka's AvroSerializer to the real broker, field names mapped by configuration) yields
-the same window metrics as the same events in JSON.
+"""Schema-registry payloads: a prediction stream in a model server's own shape (registered schema, produced
+with confluent-kafka's AvroSerializer, ProtobufSerializer or JSONSerializer to the real broker, field names
+mapped by configuration) yields the same window metrics as the same events in JSON, and undecodable payloads
+are dead letters.
 
 The registry is confluent-kafka's in-memory one (``mock://``). Its state lives in one client object, not
 shared between processes, so the pipeline stages (ingest with the Avro decoder, join, aggregate) run here in
@@ -20,6 +21,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from stream.config import Settings
@@ -30,6 +33,7 @@ from stream.kafka.embedded import EmbeddedBroker
 from stream.kafka.payloads import payload_decoders
 from stream.pipeline.aggregate import Aggregator
 from stream.pipeline.ingest import Ingest, RawRecord
+from tests.protobuf_messages import scored_request, scored_request_type
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +44,12 @@ SCHEMA = """{"type": "record", "name": "ScoredRequest", "namespace": "shop.ml", 
   {"name": "inputs", "type": {"type": "record", "name": "Inputs", "fields": [
     {"name": "features", "type": {"type": "map", "values": ["null", "double", "string"]}}]}},
   {"name": "prediction", "type": "string"}, {"name": "score", "type": "double"}]}"""
+JSON_SCHEMA = """{"$schema": "http://json-schema.org/draft-07/schema#", "title": "ScoredRequest", "type": "object",
+  "properties": {"request_id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"},
+    "ts": {"type": "integer"}, "prediction": {"type": "string"}, "score": {"type": "number"},
+    "inputs": {"type": "object", "properties": {"features": {"type": "object",
+      "additionalProperties": {"type": ["number", "string", "null"]}}}, "required": ["features"]}},
+  "required": ["request_id", "model", "version", "ts", "inputs", "prediction", "score"]}"""
 FIELD_MAP = {"prediction_id": "request_id", "model_id": "model", "model_version": "version", "timestamp": "ts",
              "features": "inputs.features"}
 N = 300
@@ -87,37 +97,54 @@ def _windows(bootstrap: str, topics: tuple[str, str], settings: Settings,
     return rows, dead
 
 
-def test_avro_predictions_yield_the_same_windows_as_json() -> None:
+def _serializer(fmt: str, client: SchemaRegistryClient) -> Any:
+    """A function from a model-server record to the registry-framed bytes of ``fmt``."""
+    context = SerializationContext("predictions", MessageField.VALUE)
+    if fmt == "avro":
+        avro = AvroSerializer(client, SCHEMA)
+        return lambda p: avro(p, context)
+    if fmt == "json_schema":
+        json_schema = JSONSerializer(JSON_SCHEMA, client)
+        return lambda p: json_schema(p, context)
+    cls = scored_request_type()
+    protobuf = ProtobufSerializer(cls, client, {"use.deprecated.format": False})
+    return lambda p: protobuf(scored_request(cls, p), context)
+
+
+@pytest.mark.parametrize("fmt", ["avro", "protobuf", "json_schema"])
+def test_registry_payloads_yield_the_same_windows_as_json(fmt: str) -> None:
     t0 = (int(time.time() * 1000) // 3_600_000 - 2) * 3_600_000  # two hours ago, on the hour
     predictions, labels = _events(t0)
-    client = SchemaRegistryClient.new_client({"url": "mock://driftwarden-test"})
-    serialize = AvroSerializer(client, SCHEMA)
+    client = SchemaRegistryClient.new_client({"url": f"mock://driftwarden-test-{fmt}"})
+    serialize = _serializer(fmt, client)
     with EmbeddedBroker() as broker:
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "enable.idempotence": False,
                              "partitioner": "murmur2_random"})
         for p in predictions:
             key = p["request_id"].encode()
             producer.produce("predictions", key=key,
-                             value=serialize(p, SerializationContext("predictions", MessageField.VALUE)))
+                             value=serialize(p))
             producer.produce("predictions_json", key=key, value=_as_json(p))
-        producer.produce("predictions", key=b"bad-1", value=b'{"request_id": "bad-1"}')  # JSON on an Avro topic
+        producer.produce("predictions", key=b"bad-1", value=b'{"request_id": "bad-1"}')  # no registry framing
         producer.produce("predictions", key=b"bad-2", value=b"\0\0\0\0\x63garbage")  # unknown schema id
+        good = serialize(predictions[0])
+        producer.produce("predictions", key=b"bad-3", value=good[:-1])  # cut short
         for label in labels:
             for topic in ("ground_truth", "ground_truth_json"):
                 producer.produce(topic, key=label["prediction_id"].encode(), value=orjson.dumps(label))
         assert producer.flush(30) == 0
         assert (client.get_latest_version("predictions-value").schema_id or 0) >= 1  # the schema was registered
 
-        settings = Settings(schema_registry_url="mock://driftwarden-test", payload_format_predictions="avro",
+        settings = Settings(schema_registry_url=f"mock://driftwarden-test-{fmt}", payload_format_predictions=fmt,
                             field_map_predictions=FIELD_MAP)
-        avro, avro_dead = _windows(broker.bootstrap_servers, ("predictions", "ground_truth"), settings, client)
+        decoded, decoded_dead = _windows(broker.bootstrap_servers, ("predictions", "ground_truth"), settings, client)
         json_rows, json_dead = _windows(broker.bootstrap_servers, ("predictions_json", "ground_truth_json"),
                                         Settings(), None)
 
-    assert json_dead == {} and avro_dead == {"undecodable": 2}
+    assert json_dead == {} and decoded_dead == {"undecodable": 3}
     metrics = {key[5] for key in json_rows}
     assert {"predictions", "labelled", "accuracy", "roc_auc"} <= metrics
     assert sum(v for k, v in json_rows.items() if k[5] == "predictions" and k[2] == "") == N
-    assert avro.keys() == json_rows.keys()
+    assert decoded.keys() == json_rows.keys()
     for key, value in json_rows.items():
-        assert (math.isnan(value) and math.isnan(avro[key])) or avro[key] == value, key
+        assert (math.isnan(value) and math.isnan(decoded[key])) or decoded[key] == value, key

@@ -106,6 +106,35 @@ def test_a_feature_of_2_to_the_70_is_a_float_and_serialises() -> None:
     assert pipeline.dead == [] and pipeline.aggregator.outcomes == 1
 
 
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "decoded payload"])
+def test_integers_beyond_64_bits_are_floats_and_beyond_a_float_invalid(as_json: bool) -> None:
+    """JSON and already-decoded payloads (schema-registry formats, mapped fields) agree: a number is a number."""
+    from stream.contracts.events import ContractError, decode_predictions, validate_prediction
+
+    def validate(event: dict[str, Any]) -> Any:
+        if not as_json:
+            return validate_prediction(event)
+        events, rejections = decode_predictions([json.dumps(event).encode()])
+        if rejections:
+            raise ContractError(rejections[0].reason, rejections[0].error)
+        return events[0]
+
+    event = validate(prediction("p", prediction=2**70, features={"x": 2**70, "y": -(2**64), "z": 2**63 - 1}))
+    assert event.features == {"x": float(2**70), "y": -float(2**64), "z": 2**63 - 1}
+    assert type(event.features["x"]) is float and type(event.features["z"]) is int
+    assert event.prediction == float(2**70) and type(event.prediction) is float
+    with pytest.raises(ContractError) as caught:
+        validate(prediction("p", prediction=10**400))
+    assert caught.value.reason == "invalid_value"
+    if as_json:  # JSON reads 1e400 as a float: infinite, which a feature may be (like the token Infinity)
+        assert validate(prediction("p", features={"x": 10**400})).features == {"x": float("inf")}
+    else:  # an int object no float holds (JSON decoders never make one: orjson rejects the payload)
+        with pytest.raises(ContractError) as caught:
+            validate(prediction("p", features={"x": 10**400}))
+        assert caught.value.reason == "invalid_value"
+        assert "integer beyond the range of a number" in str(caught.value)
+
+
 def test_a_regression_model_dead_letters_predictions_and_labels_of_the_wrong_kind() -> None:
     pipeline = Pipeline()
     pipeline.send([prediction("a", prediction=1.5)], [label("a", 2.0)])
