@@ -237,6 +237,12 @@ class Ingest:
         self.joins.pop(partition, None)
         self.next_offsets.pop(partition, None)
 
+    def _share(self, join: JoinState) -> None:
+        """Tell the join which models share requests (champions and challengers, from the registry)."""
+        shared = self.registry.shared()
+        if join.shared is not shared:
+            join.set_shared(shared)
+
     def join_for(self, partition: int) -> JoinState:
         state = self.joins.get(partition)
         if state is None:
@@ -441,6 +447,7 @@ class Ingest:
     def _predictions(self, partition: int, accepted: list[tuple[RawRecord, PredictionEvent, int]],
                      result: IngestResult, pending: dict[str, ModelSpec]) -> None:
         join = self.join_for(partition)
+        self._share(join)
         records = [r for r, _, _ in accepted]
         events = [e for _, e, _ in accepted]
         ts = [t for _, _, t in accepted]
@@ -454,7 +461,8 @@ class Ingest:
         duplicates = set(joined.rejected.tolist())
         for i in sorted(duplicates):
             self._reject(result, records[i], "duplicate_prediction_id",
-                         f"prediction_id {events[i].prediction_id!r} was already received: ids must be unique")
+                         f"prediction_id {events[i].prediction_id!r} was already received from model "
+                         f"{events[i].model_id!r}: ids must be unique per model")
         model_ids = [e.model_id for e in events]
         for model_id, idx in _positions_by(model_ids, duplicates).items():  # models in order of first appearance
             spec = pending.pop(model_id, None)
@@ -482,9 +490,10 @@ class Ingest:
         join = self.join_for(partition)
         ts = [t for _, _, t in accepted]
         self._advance(partition, GROUND_TRUTH, max(ts))
+        self._share(join)
         joined = join.add_labels(
             [e.prediction_id for _, e, _ in accepted], [_label_text(e.label) for _, e, _ in accepted], ts,
-            [e.business for _, e, _ in accepted],
+            [e.business for _, e, _ in accepted], [e.model_id for _, e, _ in accepted],
         )
         self._emit_pairs(joined, join, partition, result, source=GROUND_TRUTH,
                          records=[r for r, _, _ in accepted])
