@@ -101,3 +101,10 @@ ALTER TABLE driftwarden.outcomes MODIFY TTL written_at + INTERVAL 90 DAY;
 -- migration 70: drift event change point
 ALTER TABLE driftwarden.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
 ADD COLUMN IF NOT EXISTS change_time Nullable(DateTime64(3, 'UTC'));
+
+-- migration 69: segments in data quality and drift events
+ALTER TABLE driftwarden.data_quality ADD COLUMN segment String,
+MODIFY ORDER BY (model_id, model_version, window_start, feature, check, segment);
+
+ALTER TABLE driftwarden.drift_events ADD COLUMN segment String,
+MODIFY ORDER BY (model_id, model_version, signal, detector, position, segment);

@@ -53,6 +53,12 @@ SEGMENT_VAR = _query_var("segment", "Segment",
                          "SELECT DISTINCT if(segment = '', 'all', segment) AS segment FROM ${database}.window_metrics "
                          "WHERE model_id IN (${model:singlequote}) ORDER BY segment = 'all' DESC, segment",
                          multi=False)
+# drift and quality have segments that window_metrics lacks (intersections, the top-K's __other__); both tables
+# get the same segments from one sketch per segment, so data_quality (the smaller one) lists them
+DRIFT_SEGMENT_VAR = _query_var("segment", "Segment",
+                               "SELECT DISTINCT if(segment = '', 'all', segment) AS segment "
+                               "FROM ${database}.data_quality WHERE model_id IN (${model:singlequote}) "
+                               "ORDER BY segment = 'all' DESC, segment", multi=False)
 
 
 class Board:
@@ -197,7 +203,7 @@ ORDER BY time DESC LIMIT 200""", w=12)
 def drift() -> Board:
     b = Board("driftwarden-drift", "Driftwarden / Drift",
               "Feature drift per window against the reference profile, and the online detectors' detections.",
-              [MODEL_ONE, VERSION, SEGMENT_VAR])
+              [MODEL_ONE, VERSION, DRIFT_SEGMENT_VAR])
     fd = f"""FROM ${{database}}.feature_drift FINAL
 WHERE model_id IN (${{model:singlequote}}) AND model_version IN (${{version:singlequote}}) AND {SEGMENT}
   AND NOT startsWith(feature, '__') AND $__timeFilter(window_start)"""
@@ -231,9 +237,10 @@ ORDER BY event_time DESC LIMIT 500""", w=24, h=9)
 
 def data_quality() -> Board:
     b = Board("driftwarden-quality", "Driftwarden / Data quality",
-              "Data-quality checks per window and feature, and dead letters by reason.", [MODEL_ONE, VERSION])
-    dq = """FROM ${database}.data_quality FINAL
-WHERE model_id IN (${model:singlequote}) AND model_version IN (${version:singlequote})
+              "Data-quality checks per window and feature, and dead letters by reason.",
+              [MODEL_ONE, VERSION, DRIFT_SEGMENT_VAR])
+    dq = f"""FROM ${{database}}.data_quality FINAL
+WHERE model_id IN (${{model:singlequote}}) AND model_version IN (${{version:singlequote}}) AND {SEGMENT}
   AND $__timeFilter(window_start)"""
     b.row("Checks")
     b.ch("timeseries", "Rates per feature and check", f"""

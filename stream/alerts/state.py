@@ -435,6 +435,7 @@ def evidence_sql(
     extra = "" if rule.feature is None else f" AND feature = {_lit(rule.feature)}"
     return (
         f"SELECT feature, `check`, value, samples, detail FROM {db}.data_quality FINAL "
-        f"WHERE {model} AND window_start = {_ts(start)} AND `check` = {_lit(rule.check)}{extra} "
+        f"WHERE {model} AND segment = {_lit(inputs.segment)} AND window_start = {_ts(start)} "
+        f"AND `check` = {_lit(rule.check)}{extra} "
         "ORDER BY value DESC"
     )

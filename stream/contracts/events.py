@@ -298,6 +298,13 @@ class MonitorSettings(BaseModel):
         default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "
         "to be compared in the fairness metrics."
     )
+    # --- segments (issue 17)
+    segment_top_k: int = Field(
+        default=10, ge=0, le=1000,
+        description="Drift statistics and data quality are kept per segment for the K values of each segment field "
+        "(and declared intersection) with the most predictions; the rest count in '<field>=__other__'. 0 turns "
+        "per-segment drift and quality off (window metrics keep their segments).",
+    )
 
 
 RULE_SCHEMA: dict[str, Any] = {
@@ -360,6 +367,11 @@ class ModelSpec(BaseModel):
     protected_attributes: list[str] = Field(
         default_factory=list, description="Segment fields used for fairness metrics."
     )
+    segment_intersections: list[list[str]] = Field(
+        default_factory=list,
+        description="Pairs of segment fields (or protected attributes) whose combinations get their own drift and "
+        "quality segments ('a=x&b=y', top-K by volume like a single field).",
+    )
     business_values: list[str] = Field(
         default_factory=list, description="Keys of GroundTruthEvent.business to aggregate."
     )
@@ -376,6 +388,11 @@ class ModelSpec(BaseModel):
         positive = self.positive_class
         if self.classes is not None and positive is not None and positive not in self.classes:
             raise ValueError(f"model {self.model_id!r}: positive_class {positive!r} is not in classes")
+        declared = {*self.segment_fields, *self.protected_attributes}
+        for pair in self.segment_intersections:
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= declared:
+                raise ValueError(f"model {self.model_id!r}: segment_intersections entry {pair!r} must name two "
+                                 "different segment_fields or protected_attributes")
         seen: set[str] = set()
         for feature in self.features:
             if feature.name in seen:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,10 @@ from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.input_watch import InputWatch, WatchParams
 from stream.monitor.profiles import FeatureProfile, bin_index, counts_of
-from stream.monitor.quality import FeatureSpec, QualityAccumulator, to_columns
+from stream.monitor.quality import Columns, FeatureSpec, QualityAccumulator, QualityRow, add_grouped, to_columns
 from stream.monitor.reference import ReferenceBuilder
 from stream.monitor.report import WindowReport, drift_rows, ms_to_datetime, quality_rows
+from stream.monitor.segments import OTHER, SegmentRanker, dimension_name, dimension_values, dimensions_of, segment_key
 
 __all__ = ["ModelMonitor"]
 
@@ -61,12 +63,24 @@ _LABEL_DELAY_UNKNOWN_MS = 3_600_000  # learned label delay before any label was 
 
 
 @dataclass
+class _Segments:
+    """The segments of one dimension in one open window: its top-K values when the window opened (slot ``K`` is
+    ``__other__``), the bin counts of each tested feature as one (K + 1) x bins table, the quality counts per slot
+    (None until the slot has rows)."""
+
+    members: list[str]
+    counts: dict[str, np.ndarray]
+    quality: list[QualityAccumulator | None]
+
+
+@dataclass
 class _Sketch:
-    """Bin counts per tested feature and quality counts of one open window."""
+    """Bin counts per tested feature and quality counts of one open window, and its segments per dimension."""
 
     counts: dict[str, np.ndarray]
     quality: QualityAccumulator
     n: int = 0
+    segments: dict[str, _Segments] = field(default_factory=dict)
 
 
 class ModelMonitor:
@@ -142,6 +156,10 @@ class ModelMonitor:
         self.stream_times: dict[tuple[str, str], int] = {}
         self.watch_params = watch_params or WatchParams()
         self.watches: dict[str, InputWatch] = {}  # online detectors on the inputs, per version
+        # drift and quality per segment (stream.monitor.segments): top-K values by volume per dimension
+        self.dimensions = dimensions_of(spec)
+        self.ranker = SegmentRanker(m.segment_top_k) if self.dimensions else None
+        self.newest_start = -(2**62)  # the latest window start seen: a newer one decays the volumes
 
     @property
     def reference(self) -> dict[str, FeatureProfile] | None:
@@ -208,13 +226,15 @@ class ModelMonitor:
         scores: np.ndarray,
         predictions: np.ndarray,
         positions: np.ndarray,
+        segments: Sequence[Mapping[str, str]] | None = None,
     ) -> list[Detection]:
         """Count a batch of predictions into their windows and feed the output detector.
 
         ``scores`` (binary; NaN if absent) and ``predictions`` (regression values; labels otherwise) are
-        per event; ``positions`` are the caller's positions (e.g. offsets) reported in detections. While a
-        reference is being built, the leading events of the stream are used for it only. Returns the
-        output detector's detections of this batch.
+        per event; ``positions`` are the caller's positions (e.g. offsets) reported in detections; ``segments``
+        (optional) each event's segment fields, for drift and quality per segment. While a reference is being
+        built, the leading events of the stream are used for it only. Returns the output detector's detections
+        of this batch.
         """
         ts = np.asarray(ts_ms, dtype=np.int64).reshape(-1)
         n = ts.size
@@ -229,10 +249,12 @@ class ModelMonitor:
             raise ValueError(f"need one {self.output_signal} per event: {outputs.size} for {n} events")
         found = self._feed(versions, self.output_signal, outputs, pos, ts) if self.pseudo else []
         first_f, first_o = self.builder.add(features, outputs) if n and not self.builder.done else (0, 0)
+        starts = ts - np.mod(ts, self.window_ms)
+        dim_values = self._rank_segments(segments, starts) if self.ranker is not None and segments is not None \
+            else {}
         if self.reference is None or n == 0:
             return found
         profiles = self.profiles
-        starts = ts - np.mod(ts, self.window_ms)
         for (version, start), idx in _groups(versions, starts):
             sketch = self._sketch(version, start, profiles)
             rows = idx[idx >= first_f]
@@ -252,6 +274,9 @@ class ModelMonitor:
                 assert self.pseudo is not None
                 bins[self.pseudo] = bin_index(profiles[self.pseudo], outputs[out_rows])
                 sketch.counts[self.pseudo] += counts_of(profiles[self.pseudo], bins[self.pseudo])
+            if dim_values:
+                self._add_segments(sketch, profiles, dim_values, idx, first_f, first_o, cols if rows.size else None,
+                                   bins)
             # the online input detectors see whole rows only (none while a reference is being built)
             if self.watch_params.enabled and rows.size and (self.pseudo not in bins or out_rows.size == rows.size):
                 found += self._watch(version, profiles, bins, pos[rows], ts[rows])
@@ -285,6 +310,57 @@ class ModelMonitor:
         self.detections.extend(found)
         del self.detections[:-_MAX_KEPT_DETECTIONS]
         return found
+
+    def _rank_segments(self, segments: Sequence[Mapping[str, str]], starts: np.ndarray) -> dict[str, list[str | None]]:
+        """Count the batch's segment values into the volumes; each dimension's value per event."""
+        assert self.ranker is not None
+        if len(segments) != starts.size:
+            raise ValueError(f"need one segment per event: {len(segments)} for {starts.size} events")
+        if starts.size and int(starts.max()) > self.newest_start:
+            if self.newest_start > -(2**62):
+                self.ranker.decay()
+            self.newest_start = int(starts.max())
+        out: dict[str, list[str | None]] = {}
+        for dim in self.dimensions:
+            name = dimension_name(dim)
+            out[name] = dimension_values(dim, segments)
+            self.ranker.observe(name, out[name])
+        return out
+
+    def _add_segments(
+        self, sketch: _Sketch, profiles: Mapping[str, FeatureProfile], dim_values: Mapping[str, list[str | None]],
+        idx: np.ndarray, first_f: int, first_o: int, cols: Columns | None, bins: Mapping[str, np.ndarray],
+    ) -> None:
+        """Count one window's rows ``idx`` into its segments: per dimension, one ``bincount`` over (slot, bin) per
+        feature on the bin indices the whole model computed, and the quality counts of all slots in one pass."""
+        assert self.ranker is not None
+        f_sel, o_sel = idx >= first_f, idx >= first_o
+        for dim in self.dimensions:
+            name = dimension_name(dim)
+            seg = sketch.segments.get(name)
+            if seg is None:
+                members = self.ranker.members(name)
+                seg = sketch.segments[name] = _Segments(members, {}, [None] * (len(members) + 1))
+            slots = len(seg.members) + 1
+            lookup: dict[str | None, int] = {v: i for i, v in enumerate(seg.members)}
+            lookup[None] = -1  # the event lacks a field of this dimension
+            values = dim_values[name]
+            codes = np.fromiter(map(lookup.get, [values[i] for i in idx.tolist()], repeat(slots - 1)), np.int64,
+                                idx.size)
+            codes_f, codes_o = codes[f_sel], codes[o_sel]
+            for feature, b in bins.items():
+                c = codes_o if feature == self.pseudo else codes_f
+                nb = profiles[feature].n_bins
+                table = seg.counts.get(feature)
+                if table is None:
+                    table = seg.counts[feature] = np.zeros((slots, nb), dtype=np.int64)
+                ok = (c >= 0) & (b >= 0)
+                table += np.bincount(c[ok] * nb + b[ok], minlength=slots * nb).reshape(slots, nb)
+            if cols is not None:
+                for j in np.flatnonzero(np.bincount(codes_f[codes_f >= 0], minlength=slots)).tolist():
+                    if seg.quality[j] is None:
+                        seg.quality[j] = QualityAccumulator(self.specs, self.reference)
+                add_grouped(seg.quality, cols, codes_f)
 
     def _sketch(self, version: str, start: int, profiles: Mapping[str, FeatureProfile]) -> _Sketch:
         sketch = self.windows.get((version, start))
@@ -434,7 +510,9 @@ class ModelMonitor:
         if delay > 0:  # label rules are judged once the labels are due (judge_matured)
             self.maturing[(model_version, window_start_ms)] = int(now.timestamp() * 1000) + delay
             rules = [r for r in self.rules if not needs_labels(r)]
-        alerts = self._evaluate(rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality)
+        seg_results, seg_quality, seg_inputs = self._segment_results(sketch, profiles, n_tests)
+        alerts = self._evaluate(rules, model_version, start, end, metrics_by_segment, now, drift, hits, quality,
+                                seg_inputs)
         cutoff = window_end_ms - self.retention_ms
         self.detections = [d for d in self.detections if d.event_time_ms >= cutoff]
         return WindowReport(
@@ -442,14 +520,54 @@ class ModelMonitor:
             model_version=model_version,
             window_start=start,
             window_end=end,
-            feature_drift=drift_rows(self.model_id, model_version, start, end, results),
-            data_quality=quality_rows(self.model_id, model_version, start, end, quality),
+            feature_drift=drift_rows(self.model_id, model_version, start, end, results) + [
+                row for seg, res in seg_results.items()
+                for row in drift_rows(self.model_id, model_version, start, end, res, seg)],
+            data_quality=quality_rows(self.model_id, model_version, start, end, quality) + [
+                row for seg, q in seg_quality.items()
+                for row in quality_rows(self.model_id, model_version, start, end, q, seg)],
             alerts=alerts,
             attribution=ranking,
             drifted_features=drifted,
             detections=hits,
             samples=0 if sketch is None else sketch.n,
         )
+
+    def _segment_results(
+        self, sketch: _Sketch | None, profiles: Mapping[str, FeatureProfile], n_tests: int,
+    ) -> tuple[dict[str, dict[str, list[TestResult]]], dict[str, list[QualityRow]],
+               dict[str, tuple[list[DriftResult], list[QualityRow]]]]:
+        """Drift tests and quality checks of every segment of a closing window, and what the rules see of them.
+
+        The segment tests form their own family: Bonferroni over every significance test of every segment with
+        at least ``min_samples`` events (segments with fewer can never flag), so on unchanged data some
+        segment of a model window is flagged with probability at most ``alpha`` (the whole-model tests keep
+        their own ``alpha``)."""
+        parts: dict[str, tuple[dict[str, np.ndarray], QualityAccumulator]] = {}
+        for dim in self.dimensions:
+            seg = sketch.segments.get(dimension_name(dim)) if sketch is not None else None
+            if seg is None:
+                continue
+            for j, acc in enumerate(seg.quality):
+                if acc is None:
+                    continue
+                key = segment_key(dim, seg.members[j] if j < len(seg.members) else OTHER)
+                parts[key] = ({f: table[j] for f, table in seg.counts.items()}, acc)
+        tested = sum(acc.n >= self.thresholds.min_samples for _, acc in parts.values())
+        family = n_tests * max(tested, 1)
+        results: dict[str, dict[str, list[TestResult]]] = {}
+        quality: dict[str, list[QualityRow]] = {}
+        inputs: dict[str, tuple[list[DriftResult], list[QualityRow]]] = {}
+        for key in sorted(parts):
+            counts, acc = parts[key]
+            res = {name: compare(p, counts.get(name, np.zeros(p.n_bins, dtype=np.int64)),
+                                 thresholds=self.feature_thresholds.get(name, self.thresholds), n_tests=family)
+                   for name, p in profiles.items()}
+            results[key], quality[key] = res, acc.results()
+            drift = [DriftResult(k, r.test, r.statistic, r.p_value, r.drifted)
+                     for k, rs in res.items() if k != self.pseudo for r in rs]
+            inputs[key] = (drift, quality[key])
+        return results, quality, inputs
 
     def revise_window(
         self,
@@ -486,15 +604,19 @@ class ModelMonitor:
         drift: Sequence[DriftResult] = (),
         hits: Sequence[Detection] = (),
         quality: Sequence[QualityCheck] = (),
+        segment_inputs: Mapping[str, tuple[Sequence[DriftResult], Sequence[QualityCheck]]] | None = None,
     ) -> list[AlertEvent]:
         """``rules`` over the whole model (segment ``""``, with the drift, detector and quality results) and
-        every other segment of the window (metrics only); the alert events the tracker emits."""
+        every other segment of the window (its metrics, and its drift and quality results when
+        ``segment_inputs`` has them); the alert events the tracker emits."""
         alerts: list[AlertEvent] = []
-        for seg in ["", *sorted(s for s in metrics_by_segment if s != "")]:
+        by_segment = segment_inputs or {}
+        for seg in ["", *sorted({*metrics_by_segment, *by_segment} - {""})]:
             whole = seg == ""
+            seg_drift, seg_quality = by_segment.get(seg, ((), ()))
             inputs = WindowInputs(
                 self.model_id, model_version, seg, start, end, dict(metrics_by_segment.get(seg, {})),
-                drift if whole else (), hits if whole else (), quality if whole else (),
+                drift if whole else seg_drift, hits if whole else (), quality if whole else seg_quality,
             )  # fmt: skip
             alerts += self.tracker.observe(inputs, evaluate_all(rules, inputs, self.history), now)
         return alerts
@@ -521,6 +643,13 @@ class ModelMonitor:
             "label_delays": self.label_delays[: min(self.label_delays_seen, _LABEL_DELAYS_KEPT)].tolist(),
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
+            "segment_windows": {
+                key: {dim: [seg.members, seg.counts, [None if q is None else q.to_bytes() for q in seg.quality]]
+                      for dim, seg in s.segments.items()}
+                for key, s in self.windows.items() if s.segments
+            },
+            "segment_ranker": None if self.ranker is None else self.ranker.state(),
+            "newest_start": self.newest_start,
         }
         return encode_state("model_monitor", _CHECKPOINT_VERSION, state)
 
@@ -569,6 +698,18 @@ class ModelMonitor:
         mon.label_delays[: len(delays)] = delays
         mon.label_delays_seen = int(state.get("label_delays_seen", 0))
         mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
+        # segments (issue 17): absent from older checkpoints, whose windows then have whole-model sketches only
+        for key, dims in state.get("segment_windows", {}).items():
+            if key in mon.windows:
+                mon.windows[key].segments = {
+                    str(dim): _Segments(
+                        [str(v) for v in members], {f: np.asarray(t, dtype=np.int64) for f, t in counts.items()},
+                        [None if q is None else QualityAccumulator.from_bytes(q, mon.specs, mon.reference)
+                         for q in quality])
+                    for dim, (members, counts, quality) in dims.items()}
+        if mon.ranker is not None and state.get("segment_ranker") is not None:
+            mon.ranker = SegmentRanker.from_state(state["segment_ranker"], mon.ranker.k)
+        mon.newest_start = int(state.get("newest_start", mon.newest_start))
         return mon
 
 

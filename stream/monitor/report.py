@@ -36,7 +36,7 @@ FEATURE_DRIFT_COLUMNS = (
 )  # fmt: skip
 DATA_QUALITY_COLUMNS = (
     "model_id", "model_version", "window_start", "window_end", "feature", "check", "value", "samples",
-    "detail",
+    "detail", "segment",
 )  # fmt: skip
 DRIFT_EVENT_COLUMNS = (
     "model_id", "model_version", "detector", "signal", "event_time", "position", "estimate_before",
@@ -84,27 +84,31 @@ def drift_rows(
     start: datetime,
     end: datetime,
     results: Mapping[str, Sequence[TestResult]],
+    segment: str = "",
 ) -> list[tuple[Any, ...]]:
-    """``feature_drift`` rows (segment ``""``); an insufficient test has a NaN statistic and no p-value."""
+    """``feature_drift`` rows (of ``segment``, ``""`` = whole model); an insufficient test has a NaN statistic
+    and no p-value."""
     rows: list[tuple[Any, ...]] = []
     for feature, tests in results.items():
         for r in tests:
             p = None if r.p_value is None or not math.isfinite(r.p_value) else float(r.p_value)
             rows.append((
-                model_id, model_version, "", start, end, feature, r.test, float(r.statistic), p,
+                model_id, model_version, segment, start, end, feature, r.test, float(r.statistic), p,
                 float(r.threshold), int(r.drifted), int(r.insufficient), int(r.n),
             ))  # fmt: skip
     return rows
 
 
 def quality_rows(
-    model_id: str, model_version: str, start: datetime, end: datetime, rows: Sequence[QualityRow]
+    model_id: str, model_version: str, start: datetime, end: datetime, rows: Sequence[QualityRow],
+    segment: str = "",
 ) -> list[tuple[Any, ...]]:
-    """``data_quality`` rows; ``detail`` is JSON ``{"count": ..., "examples": [...]}``."""
+    """``data_quality`` rows (of ``segment``, ``""`` = whole model); ``detail`` is JSON ``{"count": ...,
+    "examples": [...]}``."""
     return [
         (
             model_id, model_version, start, end, q.feature, q.check, float(q.value), int(q.n),
-            orjson.dumps({"count": q.count, "examples": list(q.examples)}).decode(),
+            orjson.dumps({"count": q.count, "examples": list(q.examples)}).decode(), segment,
         )
         for q in rows
     ]

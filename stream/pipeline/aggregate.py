@@ -150,12 +150,13 @@ class Aggregator:
                     ts = p_ts[idx]
                     scores = p_scores[idx]
                     preds = p_preds[idx]
+                    segments = [p_segments[i] for i in idx]
                     self.store.add_predictions(
-                        model_id, versions, [p_segments[i] for i in idx], ts, preds, scores, p_lat[idx],
+                        model_id, versions, segments, ts, preds, scores, p_lat[idx],
                         source=int(batch["partition"]), sources=int(batch.get("sources", 0)))
                     self._record(model_id, self.monitor(model_id).add_predictions(
                         versions, ts, [p["feat"][i] for i in idx], scores, preds,
-                        self._positions(model_id, idx.size)))
+                        self._positions(model_id, idx.size), segments))
                     self.monitor(model_id).saw_predictions(time.time() * 1000)
                     self.predictions += idx.size
             if o["off"]:

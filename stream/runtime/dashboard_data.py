@@ -225,12 +225,12 @@ class DashboardData:
         rows = self._rows(
             """SELECT toUnixTimestamp64Milli(window_start) AS t, concat(feature, '/', check) AS name, value
                FROM {db}.data_quality FINAL
-               WHERE model_id = {model:String} AND model_version = {version:String}
+               WHERE model_id = {model:String} AND model_version = {version:String} AND segment = {segment:String}
                  AND window_start >= {since:DateTime64(3)} AND window_start < {until:DateTime64(3)}
                  AND endsWith(check, 'rate')
                  AND (feature, check) IN (
                      SELECT feature, check FROM {db}.data_quality FINAL
-                     WHERE model_id = {model:String} AND model_version = {version:String}
+                     WHERE model_id = {model:String} AND model_version = {version:String} AND segment = {segment:String}
                        AND window_start >= {since:DateTime64(3)} AND window_start < {until:DateTime64(3)}
                      GROUP BY feature, check HAVING max(value) > 0)
                ORDER BY t, name""", p)

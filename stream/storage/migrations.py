@@ -115,6 +115,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"""ALTER TABLE {{db}}.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
             ADD COLUMN IF NOT EXISTS change_time Nullable({_TS})""",
     )),
+    # --- issue 17: data quality and detector firings per segment ('' = the whole model, as before). The new
+    # column (no DEFAULT: a String is '' anyway) joins the end of each sorting key (ClickHouse allows that only in
+    # the ALTER that adds it, and only for a column without a default expression), so
+    # the rows of different segments of one window are not collapsed by the ReplacingMergeTree.
+    Migration(69, "segments in data quality and drift events", (
+        """ALTER TABLE {db}.data_quality ADD COLUMN segment String,
+            MODIFY ORDER BY (model_id, model_version, window_start, feature, check, segment)""",
+        """ALTER TABLE {db}.drift_events ADD COLUMN segment String,
+            MODIFY ORDER BY (model_id, model_version, signal, detector, position, segment)""",
+    )),
 )
 
 
