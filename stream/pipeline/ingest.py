@@ -237,6 +237,12 @@ class Ingest:
         self.joins.pop(partition, None)
         self.next_offsets.pop(partition, None)
 
+    def _share(self, join: JoinState) -> None:
+        """Tell the join which models share requests (champions and challengers, from the registry)."""
+        shared = self.registry.shared()
+        if join.shared is not shared:
+            join.set_shared(shared)
+
     def join_for(self, partition: int) -> JoinState:
         state = self.joins.get(partition)
         if state is None:
@@ -412,6 +418,7 @@ class Ingest:
     def _predictions(self, partition: int, accepted: list[tuple[RawRecord, PredictionEvent, int]],
                      result: IngestResult, pending: dict[str, ModelSpec]) -> None:
         join = self.join_for(partition)
+        self._share(join)
         keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e, _ in accepted]
         ts = [t for _, _, t in accepted]
         self._advance(partition, PREDICTIONS, max(ts))
@@ -423,7 +430,8 @@ class Ingest:
         for i, (record, event, _) in enumerate(accepted):
             if i in duplicates:
                 self._reject(result, record, "duplicate_prediction_id",
-                             f"prediction_id {event.prediction_id!r} was already received: ids must be unique")
+                             f"prediction_id {event.prediction_id!r} was already received from model "
+                             f"{event.model_id!r}: ids must be unique per model")
                 continue
             p = preds_of.get(event.model_id)
             if p is None:
@@ -452,9 +460,10 @@ class Ingest:
         join = self.join_for(partition)
         ts = [t for _, _, t in accepted]
         self._advance(partition, GROUND_TRUTH, max(ts))
+        self._share(join)
         joined = join.add_labels(
             [e.prediction_id for _, e, _ in accepted], [_label_text(e.label) for _, e, _ in accepted], ts,
-            [e.business for _, e, _ in accepted],
+            [e.business for _, e, _ in accepted], [e.model_id for _, e, _ in accepted],
         )
         self._emit_pairs(joined, join, partition, result, source=GROUND_TRUTH,
                          records=[r for r, _, _ in accepted])
