@@ -380,9 +380,16 @@ class ModelSpec(BaseModel):
         default_factory=list, description="Alert rules (their format is defined by stream.alerts.rules).",
         json_schema_extra={"items": RULE_SCHEMA},
     )
+    champion: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=_MODEL_ID_PATTERN,
+        description="Model id of the champion this model (a challenger or shadow) is compared with: both score "
+        "the same requests, with the same prediction_id; labels without a model_id reach both.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        if self.champion == self.model_id:
+            raise ValueError(f"model {self.model_id!r}: champion must name another model, not itself")
         if self.task == "binary_classification" and self.positive_class is None:
             raise ValueError(f"model {self.model_id!r}: binary_classification needs positive_class")
         positive = self.positive_class

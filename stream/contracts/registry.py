@@ -60,11 +60,27 @@ class Registry:
 
     def __init__(self, models: Iterable[RegisteredModel] = ()) -> None:
         self._models: dict[str, RegisteredModel] = {}
+        self._groups: tuple[dict[str, str], frozenset[str]] | None = None
         for model in models:
             self.put(model)
 
     def put(self, model: RegisteredModel) -> None:
         self._models[model.spec.model_id] = model
+        self._groups = None
+
+    def champions(self) -> dict[str, str]:
+        """Challenger model id -> its champion's, for every model whose spec names a champion."""
+        return self._champion_groups()[0]
+
+    def shared(self) -> frozenset[str]:
+        """Models that share their requests with another: challengers and the champions they name."""
+        return self._champion_groups()[1]
+
+    def _champion_groups(self) -> tuple[dict[str, str], frozenset[str]]:
+        if self._groups is None:
+            of = {m: r.spec.champion for m, r in self._models.items() if r.spec.champion is not None}
+            self._groups = (of, frozenset(of) | frozenset(of.values()))
+        return self._groups
 
     def get(self, model_id: str) -> RegisteredModel | None:
         return self._models.get(model_id)
@@ -83,6 +99,7 @@ class Registry:
         if value is None:
             if key is not None:
                 self._models.pop(key.decode(), None)
+                self._groups = None
             return None
         model = RegisteredModel.model_validate_json(value)
         self.put(model)

@@ -55,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-__all__ = ["Expired", "JoinResult", "JoinState", "JoinStats", "PendingPrediction", "hash_ids"]
+__all__ = ["Expired", "JoinResult", "JoinState", "JoinStats", "PendingPrediction", "hash_ids", "pair_keys"]
 
 Value = str | float | int | bool
 DuplicatePolicy = Literal["first", "latest"]
@@ -68,10 +68,11 @@ _FLOAT_CODE = -1
 _INT_CODE = -2
 _MAX_EXACT_INT = 2**53
 _MAGIC = b"DWJOIN1\n"
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2  # 1: predictions keyed by prediction_id alone (restored by migration)
 _PRED_DTYPES = {"hash": np.uint64, "model": np.int32, "ts": np.int64, "num": np.float64, "code": np.int32,
                 "score": np.float64}
-_LABEL_DTYPES = {"hash": np.uint64, "ts": np.int64, "id": object, "label": object, "business": object}
+_LABEL_DTYPES = {"hash": np.uint64, "ts": np.int64, "target": np.uint64, "id": object, "label": object,
+                 "business": object}
 
 _M64 = 0xFFFFFFFFFFFFFFFF
 _SEED = 0x9E3779B97F4A7C15
@@ -123,6 +124,23 @@ def hash_ids(ids: Sequence[str]) -> HashArray:
     h *= np.uint64(0xC4CEB9FE1A85EC53)
     h ^= h >> np.uint64(33)
     return h
+
+
+def pair_keys(hashes: HashArray, salts: HashArray) -> HashArray:
+    """Keys of (prediction_id, model_id) pairs from the hashes of both (a 64-bit finaliser of their mix).
+
+    >>> h, m = hash_ids(["p1", "p1"]), hash_ids(["champ", "chall"])
+    >>> k = pair_keys(h, m)
+    >>> bool(k[0] != k[1]), bool(k[0] != h[0]), bool(pair_keys(h[:1], m[:1])[0] == k[0])
+    (True, True, True)
+    """
+    x = hashes ^ (salts * np.uint64(_C1))
+    x ^= x >> np.uint64(31)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(29)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(32)
+    return x
 
 
 def _objects(values: Iterable[Any], n: int) -> npt.NDArray[np.object_]:
@@ -302,7 +320,9 @@ class Expired:
     orphan_business: list[Mapping[str, float]]
 
 
-_Record = tuple[int, int, Value, float, Value, int, Mapping[str, float], int]
+_Record = tuple[int, int, Value, float, Value, int, Mapping[str, float], int, int]
+"""A joined pair (policy "latest"): model key, ts, prediction, score, label, label ts, business, join time,
+prediction_id hash."""
 
 
 class _Rows:
@@ -345,7 +365,11 @@ class _Rows:
 
 
 class JoinState:
-    """Waiting predictions and labels of one partition, and the ids joined within ``max_delay_ms``.
+    """Waiting predictions and labels of one partition, and the pairs joined within ``max_delay_ms``.
+
+    A prediction is keyed by (``prediction_id``, ``model_id``): a champion and its challengers may score the
+    same request. A label without a model id reaches every model that scored its ``prediction_id``; one with
+    a model id (``targets``) reaches that model's prediction only.
 
     Parameters
     ----------
@@ -367,6 +391,16 @@ class JoinState:
     >>> e = s.expire(now_ms=1021)
     >>> e.ts_ms.tolist(), s.stats.expired_predictions, len(s)
     ([20], 1, 0)
+
+    A challenger scoring the same request gets the same label:
+
+    >>> s = JoinState(max_delay_ms=1000)
+    >>> a, b = s.intern("champ", "1", ""), s.intern("chall", "1", "")
+    >>> s.add_predictions(["p1", "p1"], [a, b], [10, 10], [1, 0], [0.9, 0.4]).rejected.tolist()
+    []
+    >>> r = s.add_labels(["p1"], [1], [50], [{}])
+    >>> [s.lookup(k)[0] for k in r.model_key.tolist()], r.prediction
+    (['champ', 'chall'], [1, 0])
     """
 
     def __init__(self, max_delay_ms: int, duplicate_policy: DuplicatePolicy = "first") -> None:
@@ -379,31 +413,42 @@ class JoinState:
         self.stats = JoinStats()
         self._models: list[tuple[str, str, str]] = []
         self._model_index: dict[tuple[str, str, str], int] = {}
+        self._key_salt: list[int] = []  # per model key: hash of its model_id
+        self._salt_array: HashArray = np.empty(0, np.uint64)
+        self._shared_ids: frozenset[str] = frozenset()
+        self._key_shared: list[bool] = []  # per model key: its model has a champion or challengers
         self._classes: list[str | bool] = []
         self._class_index: dict[str | bool, int] = {}
         self._preds = _Table(_PRED_DTYPES)
-        self._pending: dict[int, int] = {}
+        self._pending: dict[int, int] = {}  # prediction_id hash -> slot of its first waiting prediction
+        self._extra: dict[int, list[int]] = {}  # ... -> slots of the other models' waiting predictions
         self._labels = _Table(_LABEL_DTYPES)
-        self._waiting: dict[int, int] = {}
+        self._waiting: dict[int, int] = {}  # label key (see _label_keys) -> slot
+        self._kept: set[int] = set()  # waiting keys of joined labels kept for the other models of a request
+        self._n_targeted = 0  # waiting labels that name their model
         self._joined = _JoinedIds()
-        self._records: dict[int, _Record] = {}
+        self._legacy: _JoinedIds | None = None  # ids joined under the version 1 key (prediction_id alone)
+        self._records: dict[int, _Record] = {}  # pair key -> the pair (policy "latest")
+        self._record_keys: dict[int, list[int]] = {}  # prediction_id hash -> its pair keys (policy "latest")
+        self._last_slots: IntArray = np.empty(0, np.int64)
 
     def __len__(self) -> int:
-        return len(self._pending) + len(self._waiting)
+        return self.n_waiting_predictions + len(self._waiting) - len(self._kept)
 
     @property
     def n_waiting_predictions(self) -> int:
         """Predictions waiting for their label."""
-        return len(self._pending)
+        return len(self._pending) + sum(map(len, self._extra.values()))
 
     @property
     def n_waiting_labels(self) -> int:
-        """Labels waiting for their prediction."""
-        return len(self._waiting)
+        """Labels waiting for their prediction (not counting joined labels kept for other models)."""
+        return len(self._waiting) - len(self._kept)
 
     @property
     def n_remembered(self) -> int:
-        """Joined ids remembered for duplicate detection."""
+        """Joined keys remembered for duplicate detection (a pair, and its ``prediction_id`` when the label
+        named no model)."""
         return len(self._joined)
 
     def intern(self, model_id: str, model_version: str, segment: str) -> int:
@@ -413,17 +458,73 @@ class JoinState:
         if found is None:
             found = self._model_index[key] = len(self._models)
             self._models.append(key)
+            self._key_salt.append(int(hash_ids([model_id])[0]))
+            self._key_shared.append(model_id in self._shared_ids)
         return found
 
     def lookup(self, model_key: int) -> tuple[str, str, str]:
         """The (model_id, model_version, segment JSON) of an interned key."""
         return self._models[model_key]
 
-    def pending(self, prediction_id: str) -> PendingPrediction | None:
-        """The waiting prediction with this id, if any."""
-        slot = self._pending.get(int(hash_ids([prediction_id])[0]))
-        if slot is None:
+    @property
+    def shared(self) -> frozenset[str]:
+        """The models named by :meth:`set_shared`."""
+        return self._shared_ids
+
+    def set_shared(self, model_ids: Iterable[str]) -> None:
+        """Name the models whose requests other models score too (champions and challengers): a label
+        without a model id that joined one of their predictions is kept for ``max_delay_ms``, so that a
+        prediction of another model for the same request, arriving later, still gets it."""
+        self._shared_ids = model_ids if isinstance(model_ids, frozenset) else frozenset(model_ids)
+        self._key_shared = [m in self._shared_ids for m, _, _ in self._models]
+
+    def _salts(self) -> HashArray:
+        if len(self._salt_array) != len(self._key_salt):
+            self._salt_array = np.asarray(self._key_salt, np.uint64)
+        return self._salt_array
+
+    def _chain(self, h: int) -> list[int]:
+        """Slots of the waiting predictions of a prediction_id hash, ordered by model key."""
+        head = self._pending.get(h)
+        if head is None:
+            return []
+        more = self._extra.get(h)
+        if not more:
+            return [head]
+        model = self._preds.cols["model"]
+        return sorted([head, *more], key=lambda s: int(model[s]))
+
+    def _unlink(self, h: int, slot: int) -> None:
+        """Remove one waiting prediction slot of a prediction_id hash from the index."""
+        more = self._extra.get(h)
+        if self._pending[h] == slot:
+            if more:
+                self._pending[h] = more.pop(0)
+            else:
+                del self._pending[h]
+        elif more is not None:
+            more.remove(slot)
+        if more is not None and not more:
+            del self._extra[h]
+
+    def _slot_of(self, h: int, salt: int) -> int | None:
+        """The waiting prediction of this prediction_id hash by the model with this salt, if any."""
+        model = self._preds.cols["model"]
+        for slot in self._chain(h):
+            if self._key_salt[int(model[slot])] == salt:
+                return slot
+        return None
+
+    def pending(self, prediction_id: str, model_id: str | None = None) -> PendingPrediction | None:
+        """The waiting prediction with this id (of this model; None: the one of the lowest model key)."""
+        h = int(hash_ids([prediction_id])[0])
+        chain = self._chain(h)
+        if model_id is not None:
+            salt = int(hash_ids([model_id])[0])
+            chain = [s for s in chain if self._key_salt[int(self._preds.cols["model"][s])] == salt]
+        if not chain:
             return None
+        slot = chain[0]
         c = self._preds.cols
         pred = self._decode(c["num"][slot:slot + 1], c["code"][slot:slot + 1])[0]
         return PendingPrediction(int(c["model"][slot]), int(c["ts"][slot]), pred, float(c["score"][slot]))
@@ -464,7 +565,8 @@ class JoinState:
     def add_predictions(self, ids: Sequence[str], model_keys: Sequence[int] | np.ndarray,
                         ts_ms: Sequence[int] | np.ndarray, predictions: Sequence[Value] | np.ndarray,
                         scores: Sequence[float] | np.ndarray) -> JoinResult:
-        """Add a batch of predictions; return the pairs they complete and the indices of duplicates."""
+        """Add a batch of predictions; return the pairs they complete and the indices of duplicates (a
+        prediction_id already received from the same model)."""
         n = len(ids)
         model = np.asarray(model_keys, np.int32).reshape(-1)
         ts = np.asarray(ts_ms, np.int64).reshape(-1)
@@ -475,26 +577,77 @@ class JoinState:
             raise ValueError("add_predictions: a model key was not returned by intern()")
         num, code = self._encode(predictions)
         hashes = hash_ids(ids)
-        hl = hashes.tolist()
-        pending, waiting, recent = self._pending, self._waiting, self._joined.recent
+        keys = pair_keys(hashes, self._salts()[model])
+        hl, kl = hashes.tolist(), keys.tolist()
+        seen = self._joined.contains(keys)
+        if self._legacy is not None:
+            old, old_recent = self._legacy.contains(hashes), self._legacy.recent
+            seen = [s or o or h in old_recent for s, o, h in zip(seen, old, hl, strict=True)]
+        pending, waiting, recent, kept = self._pending, self._waiting, self._joined.recent, self._kept
+        shared = self._key_shared
+        ml = model.tolist()
+        targeted = self._n_targeted > 0
         rejected: list[int] = []
         new: list[int] = []
+        later: list[int] = []  # a prediction of the same request waits: a duplicate or another model's
         joins: list[int] = []
         label_slots: list[int] = []
-        for i, (h, seen) in enumerate(zip(hl, self._joined.contains(hashes), strict=True)):
-            if seen or h in pending or h in recent:
+        done: list[int] = []  # label slots to free (the others are kept for the request's other models)
+        for i, (h, k, dup) in enumerate(zip(hl, kl, seen, strict=True)):
+            if dup or k in recent:
                 rejected.append(i)
-            elif (slot := waiting.pop(h, None)) is not None:
+            elif h in pending:
+                later.append(i)
+            elif targeted and (slot := waiting.pop(k, None)) is not None:
+                self._n_targeted -= 1
                 joins.append(i)
                 label_slots.append(slot)
-                recent[h] = 0
+                done.append(slot)
+                recent[k] = 0
+            elif (slot := waiting.get(h)) is not None:
+                joins.append(i)
+                label_slots.append(slot)
+                recent[k] = 0
+                if h not in kept:
+                    if shared[ml[i]]:
+                        kept.add(h)
+                    else:
+                        del waiting[h]
+                        done.append(slot)
             else:
                 pending[h] = -1
                 new.append(i)
+
+        self._store_predictions(new, hashes, model, ts, num, code, score)
+        pending.update(zip([hl[i] for i in new], self._last_slots.tolist(), strict=True))
+        if later:
+            self._add_later(later, hashes, kl, model, ts, num, code, score, rejected, joins, label_slots, done)
         self.stats.duplicate_predictions += len(rejected)
 
+        rows = _Rows()
+        if joins:
+            ji = np.asarray(joins, np.int64)
+            ls = np.asarray(label_slots, np.int64)
+            if later:
+                order = np.argsort(ji, kind="stable")
+                ji, ls = ji[order], ls[order]
+            lc = self._labels.cols
+            label, label_ts = lc["label"][ls].tolist(), lc["ts"][ls].copy()
+            business = lc["business"][ls].tolist()
+            wild = lc["target"][ls] == 0
+            if done:
+                self._labels.free(np.asarray(done, np.int64))
+            pred = self._decode(num[ji], code[ji])
+            jl = ji.tolist()
+            rows.add([ids[i] for i in jl], ji, 1, model[ji], ts[ji], pred, score[ji], label, label_ts, business)
+            self._remember(keys[ji], hashes[ji], wild, model[ji], ts[ji], pred, score[ji], label, label_ts,
+                           business)
+        return rows.build(rejected)
+
+    def _store_predictions(self, new: list[int], hashes: HashArray, model: npt.NDArray[np.int32], ts: IntArray,
+                           num: FloatArray, code: npt.NDArray[np.int32], score: FloatArray) -> None:
         new_a = np.asarray(new, np.int64)
-        slots = self._preds.alloc(len(new))
+        slots = self._last_slots = self._preds.alloc(len(new))
         c = self._preds.cols
         c["hash"][slots] = hashes[new_a]
         c["model"][slots] = model[new_a]
@@ -502,70 +655,127 @@ class JoinState:
         c["num"][slots] = num[new_a]
         c["code"][slots] = code[new_a]
         c["score"][slots] = score[new_a]
-        pending.update(zip([hl[i] for i in new], slots.tolist(), strict=True))
 
-        rows = _Rows()
-        if joins:
-            ji = np.asarray(joins, np.int64)
-            ls = np.asarray(label_slots, np.int64)
-            lc = self._labels.cols
-            label, label_ts = lc["label"][ls].tolist(), lc["ts"][ls].copy()
-            business = lc["business"][ls].tolist()
-            self._labels.free(ls)
-            pred = self._decode(num[ji], code[ji])
-            rows.add([ids[i] for i in joins], ji, 1, model[ji], ts[ji], pred, score[ji], label, label_ts,
-                     business)
-            self._remember([hl[i] for i in joins], model[ji], ts[ji], pred, score[ji], label, label_ts,
-                           business)
-        return rows.build(rejected)
+    def _add_later(self, later: list[int], hashes: HashArray, kl: list[int], model: npt.NDArray[np.int32],
+                   ts: IntArray, num: FloatArray, code: npt.NDArray[np.int32], score: FloatArray,
+                   rejected: list[int], joins: list[int], label_slots: list[int], done: list[int]) -> None:
+        """Predictions whose request has a waiting prediction: a duplicate when it is the same model's,
+        otherwise one more waiting prediction of the request (or a pair with a label naming its model)."""
+        salts = self._key_salt
+        hl = hashes.tolist()
+        for i in later:
+            h, k = hl[i], kl[i]
+            if self._slot_of(h, salts[int(model[i])]) is not None:
+                rejected.append(i)
+            elif self._n_targeted and (slot := self._waiting.pop(k, None)) is not None:
+                self._n_targeted -= 1
+                joins.append(i)
+                label_slots.append(slot)
+                done.append(slot)
+                self._joined.recent[k] = 0
+            else:
+                self._store_predictions([i], hashes, model, ts, num, code, score)
+                self._extra.setdefault(h, []).append(int(self._last_slots[0]))
 
-    def _remember(self, hashes: list[int], model: np.ndarray, ts: IntArray, pred: list[Value],
-                  score: FloatArray, label: list[Value], label_ts: IntArray,
+    def _remember(self, keys: HashArray, hashes: HashArray, wild: npt.NDArray[np.bool_], model: np.ndarray,
+                  ts: IntArray, pred: list[Value], score: FloatArray, label: list[Value], label_ts: IntArray,
                   business: list[Mapping[str, float]]) -> None:
-        join_time = np.maximum(ts, label_ts).tolist()
-        self._joined.add(hashes, join_time)
-        self.stats.joined += len(hashes)
+        """Remember joined pairs by pair key, and the prediction_id of each label that named no model."""
+        join_time = np.maximum(ts, label_ts)
+        times = join_time.tolist()
+        kl = keys.tolist()
+        self._joined.add(kl, times)
+        if wild.any():
+            self._joined.add(hashes[wild].tolist(), join_time[wild].tolist())
+        self.stats.joined += len(kl)
         if self.duplicate_policy == "latest":
-            self._records.update(zip(hashes, zip(model.tolist(), ts.tolist(), pred, score.tolist(), label,
-                                                 label_ts.tolist(), business, join_time, strict=True),
-                                     strict=True))
+            hl = hashes.tolist()
+            self._records.update(zip(kl, zip(model.tolist(), ts.tolist(), pred, score.tolist(), label,
+                                             label_ts.tolist(), business, times, hl, strict=True), strict=True))
+            for k, h in zip(kl, hl, strict=True):
+                found = self._record_keys.setdefault(h, [])
+                if k not in found:
+                    found.append(k)
+
+    def _label_keys(self, hashes: HashArray, targets: Sequence[str | None] | None) -> tuple[HashArray, HashArray]:
+        """Waiting keys of labels (the prediction_id hash, or the pair key when the label names its model)
+        and the hash of the model each names (0: every model)."""
+        salts = np.zeros(len(hashes), np.uint64)
+        if targets is None or all(t is None for t in targets):
+            return hashes, salts
+        named = np.fromiter((t is not None for t in targets), bool, len(targets))
+        salts[named] = hash_ids([t for t in targets if t is not None])
+        return np.where(named, pair_keys(hashes, salts), hashes), salts
 
     def add_labels(self, ids: Sequence[str], labels: Sequence[Value], ts_ms: Sequence[int] | np.ndarray,
-                   business: Sequence[Mapping[str, float]]) -> JoinResult:
-        """Add a batch of labels; return the pairs (and retractions) they produce and ignored duplicates."""
+                   business: Sequence[Mapping[str, float]],
+                   targets: Sequence[str | None] | None = None) -> JoinResult:
+        """Add a batch of labels; return the pairs (and retractions) they produce and ignored duplicates.
+
+        ``targets`` holds the model id a label is for, or None: the label is for every model that scored its
+        prediction_id."""
         n = len(ids)
         ts = np.asarray(ts_ms, np.int64).reshape(-1)
-        if not len(labels) == len(ts) == len(business) == n:
-            raise ValueError("add_labels: ids, labels, ts_ms and business differ in length")
+        if not len(labels) == len(ts) == len(business) == n or (targets is not None and len(targets) != n):
+            raise ValueError("add_labels: ids, labels, ts_ms, business and targets differ in length")
         latest = self.duplicate_policy == "latest"
         hashes = hash_ids(ids)
+        lkeys, tsalt = self._label_keys(hashes, targets)
         if latest:
-            _, last = np.unique(hashes[::-1], return_index=True)
+            _, last = np.unique(lkeys[::-1], return_index=True)
             keep = np.sort(n - 1 - last)
         else:
-            keep = np.sort(np.unique(hashes, return_index=True)[1])
+            keep = np.sort(np.unique(lkeys, return_index=True)[1])
         rejected: list[int] = []
         if len(keep) < n:
             dropped = np.ones(n, bool)
             dropped[keep] = False
             rejected.extend(np.flatnonzero(dropped).tolist())
         keep_l = keep.tolist()
-        hk = hashes[keep]
-        pending, waiting, recent = self._pending, self._waiting, self._joined.recent
+        lk = lkeys[keep]
+        hl, tl = hashes.tolist(), tsalt.tolist()
+        pending, waiting, recent, extra = self._pending, self._waiting, self._joined.recent, self._extra
+        any_shared = any(self._key_shared)
+        model_col = self._preds.cols["model"]
         joins: list[int] = []
         pred_slots: list[int] = []
         replace: list[int] = []
         rewait: list[int] = []
         rewait_slots: list[int] = []
         new: list[int] = []
-        for i, h, seen in zip(keep_l, hk.tolist(), self._joined.contains(hk), strict=True):
-            if (slot := pending.pop(h, None)) is not None:
-                joins.append(i)
-                pred_slots.append(slot)
-            elif seen or h in recent:
+        for i, key, seen in zip(keep_l, lk.tolist(), self._joined.contains(lk), strict=True):
+            h = hl[i]
+            if tl[i]:  # names its model
+                if seen or key in recent:
+                    (replace if latest else rejected).append(i)
+                elif h in pending and (slot := self._slot_of(h, tl[i])) is not None:
+                    self._unlink(h, slot)
+                    joins.append(i)
+                    pred_slots.append(slot)
+                elif (slot := waiting.get(key)) is not None:
+                    if latest:
+                        rewait.append(i)
+                        rewait_slots.append(slot)
+                    else:
+                        rejected.append(i)
+                else:
+                    waiting[key] = -1
+                    self._n_targeted += 1
+                    new.append(i)
+            elif (slot := pending.pop(h, None)) is not None:
+                slots = [slot]
+                if extra and (more := extra.pop(h, None)):
+                    slots = sorted([slot, *more], key=lambda s: int(model_col[s]))
+                joins.extend([i] * len(slots))
+                pred_slots.extend(slots)
+                if any_shared and any(self._key_shared[int(model_col[s])] for s in slots):
+                    waiting[h] = -1  # kept for the request's other models
+                    self._kept.add(h)
+                    new.append(i)
+            elif seen or key in recent:
                 (replace if latest else rejected).append(i)
             elif (slot := waiting.get(h)) is not None:
-                if latest:
+                if latest and h not in self._kept:
                     rewait.append(i)
                     rewait_slots.append(slot)
                 else:
@@ -577,13 +787,14 @@ class JoinState:
         lc = self._labels.cols
         if new:
             na = np.asarray(new, np.int64)
-            slots = self._labels.alloc(len(new))
-            lc["hash"][slots] = hashes[na]
-            lc["ts"][slots] = ts[na]
-            lc["id"][slots] = _objects((ids[i] for i in new), len(new))
-            lc["label"][slots] = _objects((labels[i] for i in new), len(new))
-            lc["business"][slots] = _objects((business[i] for i in new), len(new))
-            waiting.update(zip(hashes[na].tolist(), slots.tolist(), strict=True))
+            slots_a = self._labels.alloc(len(new))
+            lc["hash"][slots_a] = lkeys[na]
+            lc["ts"][slots_a] = ts[na]
+            lc["target"][slots_a] = tsalt[na]
+            lc["id"][slots_a] = _objects((ids[i] for i in new), len(new))
+            lc["label"][slots_a] = _objects((labels[i] for i in new), len(new))
+            lc["business"][slots_a] = _objects((business[i] for i in new), len(new))
+            waiting.update(zip(lkeys[na].tolist(), slots_a.tolist(), strict=True))
         if rewait:
             ra, rs = np.asarray(rewait, np.int64), np.asarray(rewait_slots, np.int64)
             lc["ts"][rs] = ts[ra]
@@ -594,42 +805,60 @@ class JoinState:
         if joins:
             ji, ps = np.asarray(joins, np.int64), np.asarray(pred_slots, np.int64)
             c = self._preds.cols
-            model, pts, score = c["model"][ps], c["ts"][ps], c["score"][ps]
+            model, pts, score = c["model"][ps], c["ts"][ps].copy(), c["score"][ps]
             pred = self._decode(c["num"][ps], c["code"][ps])
+            ph = c["hash"][ps].copy()
             self._preds.free(ps)
             label = [labels[i] for i in joins]
             bus = [business[i] for i in joins]
             rows.add([ids[i] for i in joins], ji, 1, model, pts, pred, score, label, ts[ji], bus)
-            self._remember(hashes[ji].tolist(), model, pts, pred, score, label, ts[ji], bus)
+            self._remember(pair_keys(ph, self._salts()[model]), ph, tsalt[ji] == 0, model, pts, pred, score,
+                           label, ts[ji], bus)
         if replace:
-            self._replace(replace, hashes, ids, labels, ts, business, rows, rejected)
+            self._replace(replace, hashes, lkeys, tsalt, ids, labels, ts, business, rows, rejected)
         self.stats.duplicate_labels += len(rejected) + len(rewait)
         return rows.build(rejected)
 
-    def _replace(self, replace: list[int], hashes: HashArray, ids: Sequence[str], labels: Sequence[Value],
-                 ts: IntArray, business: Sequence[Mapping[str, float]], rows: _Rows,
-                 rejected: list[int]) -> None:
+    def _replace(self, replace: list[int], hashes: HashArray, lkeys: HashArray, tsalt: HashArray,
+                 ids: Sequence[str], labels: Sequence[Value], ts: IntArray, business: Sequence[Mapping[str, float]],
+                 rows: _Rows, rejected: list[int]) -> None:
+        """Policy "latest": a later label replaces the label of the pairs it reaches (retraction, new pair)."""
         old: list[_Record] = []
         new: list[_Record] = []
         index: list[int] = []
+        id_list: list[str] = []
+        replaced = 0
         for i in replace:
             h = int(hashes[i])
-            rec = self._records.get(h)
+            keys = [int(lkeys[i])] if tsalt[i] else self._record_keys.get(h, [])
             label, label_ts, bus = labels[i], int(ts[i]), business[i]
-            if rec is None or (rec[4] == label and rec[5] == label_ts and rec[6] == bus):
+            changed = 0
+            for key in keys:
+                rec = self._records.get(key)
+                if rec is None or (rec[4] == label and rec[5] == label_ts and rec[6] == bus):
+                    continue
+                updated = (*rec[:4], label, label_ts, bus, max(rec[7], label_ts), h)
+                self._records[key] = updated
+                self._joined.add([key], [updated[7]])
+                old.append(rec)
+                new.append(updated)
+                index.append(i)
+                id_list.append(ids[i])
+                changed += 1
+            if not changed:
                 rejected.append(i)
                 continue
-            updated = (*rec[:4], label, label_ts, bus, max(rec[7], label_ts))
-            self._records[h] = updated
-            self._joined.add([h], [updated[7]])
-            old.append(rec)
-            new.append(updated)
-            index.append(i)
-        self.stats.duplicate_labels += len(index)
+            replaced += 1
+            if not tsalt[i]:
+                self._joined.add([h], [label_ts])
+                slot = self._waiting.get(h) if h in self._kept else None
+                if slot is not None:  # later predictions of the request get the new label
+                    lc = self._labels.cols
+                    lc["ts"][slot], lc["label"][slot], lc["business"][slot] = label_ts, label, bus
+        self.stats.duplicate_labels += replaced
         if not index:
             return
         ix = np.asarray(index, np.int64)
-        id_list = [ids[i] for i in index]
         for sign, recs in ((-1, old), (1, new)):
             cols = list(zip(*recs, strict=True))
             rows.add(id_list, ix, sign, np.asarray(cols[0], np.int32), np.asarray(cols[1], np.int64),
@@ -641,9 +870,13 @@ class JoinState:
         cutoff = int(now_ms) - self.max_delay_ms
         p = self._preds.older_than(cutoff)
         c = self._preds.cols
-        p = p[np.lexsort((c["hash"][p], c["ts"][p]))]
-        for h in c["hash"][p].tolist():
-            del self._pending[h]
+        p = p[np.lexsort((c["model"][p], c["hash"][p], c["ts"][p]))]
+        if self._extra:
+            for h, slot in zip(c["hash"][p].tolist(), p.tolist(), strict=True):
+                self._unlink(h, slot)
+        else:
+            for h in c["hash"][p].tolist():
+                del self._pending[h]
         model, ts, score = c["model"][p], c["ts"][p].copy(), c["score"][p]
         pred = self._decode(c["num"][p], c["code"][p])
         self._preds.free(p)
@@ -651,18 +884,34 @@ class JoinState:
         q = self._labels.older_than(cutoff)
         lc = self._labels.cols
         q = q[np.lexsort((lc["hash"][q], lc["ts"][q]))]
-        for h in lc["hash"][q].tolist():
-            del self._waiting[h]
-        orphan_ids, orphan_labels = lc["id"][q].tolist(), lc["label"][q].tolist()
-        orphan_ts, orphan_business = lc["ts"][q].copy(), lc["business"][q].tolist()
+        kept = self._kept
+        orphan = np.ones(len(q), bool)
+        for j, key in enumerate(lc["hash"][q].tolist()):
+            del self._waiting[key]
+            if key in kept:
+                kept.discard(key)
+                orphan[j] = False
+        self._n_targeted -= int(np.count_nonzero(lc["target"][q]))
+        o = q[orphan]
+        orphan_ids, orphan_labels = lc["id"][o].tolist(), lc["label"][o].tolist()
+        orphan_ts, orphan_business = lc["ts"][o].copy(), lc["business"][o].tolist()
         self._labels.free(q)
 
-        for h in self._joined.expire(cutoff):
-            rec = self._records.get(h)
+        for key in self._joined.expire(cutoff):
+            rec = self._records.get(key)
             if rec is not None and rec[7] < cutoff:
-                del self._records[h]
+                del self._records[key]
+                found = self._record_keys.get(rec[8])
+                if found is not None:
+                    found.remove(key)
+                    if not found:
+                        del self._record_keys[rec[8]]
+        if self._legacy is not None:
+            self._legacy.expire(cutoff)
+            if not len(self._legacy):
+                self._legacy = None
         self.stats.expired_predictions += len(p)
-        self.stats.orphans += len(q)
+        self.stats.orphans += len(o)
         return Expired(model, ts, pred, score, orphan_ids, orphan_labels, orphan_ts, orphan_business)
 
     def snapshot(self) -> bytes:
@@ -673,12 +922,14 @@ class JoinState:
             arrays["pred_" + name] = col[live]
         q = self._labels.live()
         lc = self._labels.cols
-        arrays["label_hash"], arrays["label_ts"] = lc["hash"][q], lc["ts"][q]
-        arrays["recent_hash"] = np.fromiter(self._joined.recent.keys(), np.uint64, len(self._joined.recent))
-        arrays["recent_ts"] = np.fromiter(self._joined.recent.values(), np.int64, len(self._joined.recent))
-        segs = self._joined.segments
-        arrays["seg_hash"] = np.concatenate([k for k, _ in segs]) if segs else np.empty(0, np.uint64)
-        arrays["seg_ts"] = np.concatenate([t for _, t in segs]) if segs else np.empty(0, np.int64)
+        arrays["label_hash"], arrays["label_ts"], arrays["label_target"] = lc["hash"][q], lc["ts"][q], lc["target"][q]
+        arrays["kept"] = np.asarray(sorted(self._kept), np.uint64)
+        for prefix, joined in (("", self._joined), ("legacy_", self._legacy or _JoinedIds())):
+            arrays[prefix + "recent_hash"] = np.fromiter(joined.recent.keys(), np.uint64, len(joined.recent))
+            arrays[prefix + "recent_ts"] = np.fromiter(joined.recent.values(), np.int64, len(joined.recent))
+            segs = joined.segments
+            arrays[prefix + "seg_hash"] = np.concatenate([k for k, _ in segs]) if segs else np.empty(0, np.uint64)
+            arrays[prefix + "seg_ts"] = np.concatenate([t for _, t in segs]) if segs else np.empty(0, np.int64)
         arrays["record_hash"] = np.fromiter(self._records.keys(), np.uint64, len(self._records))
         meta = {
             "version": _SNAPSHOT_VERSION,
@@ -686,11 +937,13 @@ class JoinState:
             "duplicate_policy": self.duplicate_policy,
             "stats": asdict(self.stats),
             "models": self._models,
+            "shared": sorted(self._shared_ids),
             "classes": self._classes,
             "label_id": lc["id"][q].tolist(),
             "label_value": lc["label"][q].tolist(),
             "label_business": lc["business"][q].tolist(),
-            "seg_lengths": [len(k) for k, _ in segs],
+            "seg_lengths": [len(k) for k, _ in self._joined.segments],
+            "legacy_seg_lengths": [len(k) for k, _ in (self._legacy or _JoinedIds()).segments],
             "records": list(self._records.values()),
         }
         specs = [[name, a.dtype.str, len(a)] for name, a in arrays.items()]
@@ -700,15 +953,18 @@ class JoinState:
 
     @classmethod
     def restore(cls, data: bytes) -> JoinState:
-        """Rebuild a state from :meth:`snapshot` bytes."""
+        """Rebuild a state from :meth:`snapshot` bytes. A version 1 snapshot (predictions keyed by
+        prediction_id alone) is migrated: its ids joined so far still make a repeated prediction a duplicate
+        until they expire."""
         if not data.startswith(_MAGIC):
             raise ValueError("not a JoinState snapshot (bad magic bytes)")
         pos = len(_MAGIC)
         size = int.from_bytes(data[pos:pos + 8], "little")
         header = orjson.loads(data[pos + 8:pos + 8 + size])
         meta = header["meta"]
-        if meta["version"] != _SNAPSHOT_VERSION:
-            raise ValueError(f"JoinState snapshot version {meta['version']} is not supported")
+        version = meta["version"]
+        if version not in (1, _SNAPSHOT_VERSION):
+            raise ValueError(f"JoinState snapshot version {version} is not supported")
         pos += 8 + size
         arrays: dict[str, np.ndarray] = {}
         for name, dtype, count in header["arrays"]:
@@ -716,23 +972,58 @@ class JoinState:
             pos += arrays[name].nbytes
         state = cls(meta["max_delay_ms"], meta["duplicate_policy"])
         state.stats = JoinStats(**meta["stats"])
-        state._models = [tuple(m) for m in meta["models"]]  # type: ignore[misc]
-        state._model_index = {m: i for i, m in enumerate(state._models)}
+        state._shared_ids = frozenset(meta.get("shared", []))
+        for model in meta["models"]:
+            state.intern(*model)
         state._classes = meta["classes"]
         state._class_index = {v: i for i, v in enumerate(state._classes)}
         state._preds = _Table(_PRED_DTYPES, {name: arrays["pred_" + name] for name in _PRED_DTYPES})
-        state._pending = dict(zip(arrays["pred_hash"].tolist(), range(len(arrays["pred_hash"])), strict=True))
+        pred_hash = arrays["pred_hash"].tolist()
+        state._pending = dict(zip(pred_hash, range(len(pred_hash)), strict=True))
+        if len(state._pending) < len(pred_hash):  # requests scored by several models: index their chains
+            state._pending = {}
+            for slot, h in enumerate(pred_hash):
+                if h in state._pending:
+                    state._extra.setdefault(h, []).append(slot)
+                else:
+                    state._pending[h] = slot
         n_labels = len(arrays["label_hash"])
+        target = arrays.get("label_target", np.zeros(n_labels, np.uint64))
         state._labels = _Table(_LABEL_DTYPES, {
-            "hash": arrays["label_hash"], "ts": arrays["label_ts"],
+            "hash": arrays["label_hash"], "ts": arrays["label_ts"], "target": target,
             "id": _objects(meta["label_id"], n_labels), "label": _objects(meta["label_value"], n_labels),
             "business": _objects(meta["label_business"], n_labels)})
         state._waiting = dict(zip(arrays["label_hash"].tolist(), range(n_labels), strict=True))
-        state._joined.recent = dict(zip(arrays["recent_hash"].tolist(), arrays["recent_ts"].tolist(),
-                                        strict=True))
-        bounds = np.cumsum([0, *meta["seg_lengths"]]).tolist()
-        state._joined.segments = [(arrays["seg_hash"][a:b], arrays["seg_ts"][a:b])
-                                  for a, b in itertools.pairwise(bounds)]
-        state._records = {h: tuple(r) for h, r in  # type: ignore[misc]
-                          zip(arrays["record_hash"].tolist(), meta["records"], strict=True)}
+        state._kept = set(arrays.get("kept", np.empty(0, np.uint64)).tolist())
+        state._n_targeted = int(np.count_nonzero(target))
+        state._joined = _joined_from(arrays, meta, "")
+        records: list[list[Any]] = meta["records"]
+        if version == 1:  # joined ids are prediction_id hashes: they still stop a repeated prediction or label
+            state._legacy = _joined_from(arrays, meta, "")
+            if not len(state._legacy):
+                state._legacy = None
+            salts = state._salts()
+            old = arrays["record_hash"]
+            models = np.asarray([r[0] for r in records], np.int32)
+            arrays["record_hash"] = pair_keys(old, salts[models]) if len(old) else old
+            records = [[*r, h] for r, h in zip(records, old.tolist(), strict=True)]
+        else:
+            legacy = _joined_from(arrays, meta, "legacy_")
+            state._legacy = legacy if len(legacy) else None
+        state._records = {k: tuple(r) for k, r in  # type: ignore[misc]
+                          zip(arrays["record_hash"].tolist(), records, strict=True)}
+        for k, rec in state._records.items():
+            state._record_keys.setdefault(rec[8], []).append(k)
         return state
+
+
+def _joined_from(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], prefix: str) -> _JoinedIds:
+    joined = _JoinedIds()
+    if prefix + "recent_hash" not in arrays:
+        return joined
+    joined.recent = dict(zip(arrays[prefix + "recent_hash"].tolist(), arrays[prefix + "recent_ts"].tolist(),
+                             strict=True))
+    bounds = np.cumsum([0, *meta[prefix + "seg_lengths"]]).tolist()
+    joined.segments = [(arrays[prefix + "seg_hash"][a:b].copy(), arrays[prefix + "seg_ts"][a:b].copy())
+                       for a, b in itertools.pairwise(bounds)]
+    return joined

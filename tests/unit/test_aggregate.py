@@ -9,7 +9,7 @@ import pytest
 
 from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
 from stream.contracts.state_codec import decode_state, encode_state
-from stream.pipeline.aggregate import Aggregator
+from stream.pipeline.aggregate import CHECKPOINT_VERSION, Aggregator
 from stream.pipeline.ingest import _new_batch
 
 WINDOW_MS = 60_000
@@ -141,6 +141,27 @@ def test_multiclass_windows_carry_the_cbpe_estimate_and_it_survives_a_checkpoint
     key = next(iter(aggregator.class_scores))
     assert np.array_equal(restored.class_scores[key].chosen, aggregator.class_scores[key].chosen)
     # a checkpoint written before multiclass CBPE has no class scores: it loads, without them
-    version, state = decode_state(aggregator.snapshot(), "aggregator", (2,))
+    version, state = decode_state(aggregator.snapshot(), "aggregator", (CHECKPOINT_VERSION,))
     del state["class_scores"]
     assert Aggregator.restore(encode_state("aggregator", version, state), lambda _: spec).class_scores == {}
+
+
+def test_checkpointed_windows_are_deflated_and_an_older_checkpoint_with_plain_windows_still_loads() -> None:
+    import zlib
+
+    from stream.contracts.state_codec import decode_state, encode_state
+    from stream.pipeline.aggregate import CHECKPOINT_VERSION, _key_text
+
+    aggregator = Aggregator(lambda _: SPEC)
+    aggregator.apply(_predictions(range(100), T0 + 1_000))
+    aggregator.apply(_outcomes(range(60), T0 + 1_000, "1"))
+    snapshot = aggregator.snapshot()
+    _, state = decode_state(snapshot, "aggregator", (CHECKPOINT_VERSION,))
+    plain = {_key_text(key): window.to_bytes() for key, window in aggregator.store.windows.items()}
+    assert set(state["windows"]) == set(plain) and plain
+    for key, blob in state["windows"].items():
+        assert zlib.decompress(blob) == plain[key] and len(blob) * 5 < len(plain[key])  # mostly-zero histograms
+    older = encode_state("aggregator", CHECKPOINT_VERSION, {**state, "windows": plain})
+    for data in (snapshot, older):
+        restored = Aggregator.restore(data, lambda _: SPEC)
+        assert [w.to_bytes() for w in restored.store.windows.values()] == list(plain.values())

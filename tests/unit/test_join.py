@@ -209,7 +209,7 @@ def test_joined_ids_are_forgotten_after_max_delay(small_flush: None) -> None:
     ids = [f"p{i}" for i in range(10)]
     s.add_predictions(ids, [a] * 10, [0] * 10, [1] * 10, [0.5] * 10)
     s.add_labels(ids, [1] * 10, [500] * 10, [{}] * 10)
-    assert s.n_remembered == 10 and len(s._joined.segments) >= 1
+    assert s.n_remembered == 20 and len(s._joined.segments) >= 1  # each pair, and each id its label named no model
     assert s.add_predictions(ids[:1], [a], [0], [1], [0.5]).rejected.tolist() == [0]
     s.expire(now_ms=500 + DELAY)
     assert s.add_labels(ids[1:2], [0], [600], [{}]).rejected.tolist() == [0]
@@ -224,9 +224,9 @@ def test_latest_records_are_dropped_with_the_joined_ids() -> None:
     s.add_labels(["p"], [1], [10], [{}])
     s.add_labels(["p"], [0], [400], [{}])
     s.expire(now_ms=10 + DELAY + 1)
-    assert len(s._records) == 1 and s.n_remembered == 1
+    assert len(s._records) == 1 and s.n_remembered == 2  # the pair, and the id (its label named no model)
     s.expire(now_ms=400 + DELAY + 1)
-    assert len(s._records) == 0 and s.n_remembered == 0
+    assert len(s._records) == 0 and s.n_remembered == 0 and s._record_keys == {}
 
 
 def test_empty_batches() -> None:

@@ -182,8 +182,10 @@ def test_a_duplicate_registers_nothing_and_models_are_limited() -> None:
     assert pipeline.reasons() == ["too_many_models"] and len(pipeline.registry) == 2
     pipeline = Pipeline()
     pipeline.send([prediction("a", model="m1")])
-    pipeline.send([prediction("a", model="m9")])  # a duplicate prediction id: rejected after the join
-    assert pipeline.reasons() == ["duplicate_prediction_id"] and "m9" not in pipeline.registry
+    pipeline.send([prediction("a", model="m1")])  # a duplicate (prediction id, model): rejected after the join
+    assert pipeline.reasons() == ["duplicate_prediction_id"]
+    pipeline.send([prediction("a", model="m9")])  # another model scoring the same request: a shadow, not a duplicate
+    assert pipeline.reasons() == ["duplicate_prediction_id"] and "m9" in pipeline.registry
 
 
 def test_features_per_auto_registered_model_are_limited() -> None:
