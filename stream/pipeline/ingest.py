@@ -118,14 +118,12 @@ def split_batch(batch: dict[str, Any], max_items: int = 1000) -> list[dict[str, 
     >>> [(len(c["preds"]["off"]), len(c["outs"]["off"])) for c in split_batch(b, max_items=2)]
     [(2, 1), (2, 0), (1, 0)]
     """
-    n = max(len(batch["preds"]["off"]), len(batch["outs"]["off"]))
+    sides = [side for side in ("preds", "outs", "cmp") if side in batch]
+    n = max(len(batch[side]["off"]) for side in sides)
     if n <= max_items:
         return [batch]
-    return [
-        {**batch, "preds": {k: v[lo:lo + max_items] for k, v in batch["preds"].items()},
-         "outs": {k: v[lo:lo + max_items] for k, v in batch["outs"].items()}}
-        for lo in range(0, n, max_items)
-    ]
+    return [{**batch, **{side: {k: v[lo:lo + max_items] for k, v in batch[side].items()} for side in sides}}
+            for lo in range(0, n, max_items)]
 
 
 def batch_items(batch: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -159,6 +157,11 @@ def item_dead_letter(batch: Mapping[str, Any], side: str, i: int, topics: tuple[
         raw = repr(item).encode()
     return dead_letter(topic, int(batch["partition"]), int(item["off"]), str(item["pid"]).encode(), raw,
                        "processing_error", error, limits)
+
+
+def _new_cmp() -> dict[str, list[Any]]:
+    """The ``cmp`` section of a champion's batch record: labelled outcomes of its group, for the pairing."""
+    return {"mid": [], "off": [], "pid": [], "ts": [], "label": [], "pred": []}
 
 
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
@@ -473,6 +476,8 @@ class Ingest:
         segments: dict[int, dict[str, str]] = {}  # one parsed segment per model key, shared by its outcomes
         outs_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's outcome columns
         regression: dict[str, bool] = {}
+        champions, shared = self.registry.champions(), self.registry.shared()
+        cmp_of: dict[str, dict[str, list[Any]]] = {}  # champion -> its batch's cmp section
         sign, model_key, index = pairs.sign.tolist(), pairs.model_key.tolist(), pairs.index.tolist()
         ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
         for i in range(len(pairs)):
@@ -504,6 +509,19 @@ class Ingest:
             o["pred"].append(pairs.prediction[i])
             o["score"].append(score[i])
             o["biz"].append(dict(pairs.business[i]))
+            if shared and model_id in shared:  # a champion/challenger group: pair it with the others' outcomes
+                champion = champions.get(model_id, model_id)
+                c = cmp_of.get(champion)
+                if c is None:
+                    if champion not in self.registry:
+                        continue
+                    c = cmp_of[champion] = result.batch(champion, partition).setdefault("cmp", _new_cmp())
+                c["mid"].append(model_id)
+                c["off"].append(records[index[i]].offset)
+                c["pid"].append(pairs.ids[i])
+                c["ts"].append(ts_ms[i])
+                c["label"].append(pairs.label[i])
+                c["pred"].append(pairs.prediction[i])
 
 
 def _is_number(value: object) -> bool:
@@ -521,8 +539,10 @@ def _merged(results: list[IngestResult]) -> IngestResult:
         out.replayed += part.replayed
         for key, batch in part.batches.items():
             into = out.batch(*key)
-            for side in ("preds", "outs"):
-                for column, values in batch[side].items():
+            if "cmp" in batch:
+                into.setdefault("cmp", _new_cmp())
+            for side in ("preds", "outs", "cmp"):
+                for column, values in batch.get(side, {}).items():
                     into[side][column].extend(values)
     return out
 
