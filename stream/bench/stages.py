@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import datetime as dt
+import gc
 import pstats
 import time
 from collections import defaultdict, deque
@@ -33,6 +34,7 @@ from stream.pipeline.join import JoinState
 from stream.pipeline.pairing import COMPARISON_COLUMNS
 from stream.pipeline.rows import OUTCOME_COLUMNS, outcome_rows_of
 from stream.pipeline.windows import WindowStore
+from stream.runtime.gc_policy import tune_gc
 from stream.storage.checkpoint import CHECKPOINT_COLUMNS
 from stream.storage.clickhouse import ClickHouse
 
@@ -251,6 +253,19 @@ def run_stages(predictions: Sequence[bytes], labels: Sequence[bytes], *, ch: Cli
     does these on wall-clock timers: 1 s, 2 s and 5 s), and once more at the end, closing every window.
     ``profile_top`` > 0 runs a second, cProfiled pass and keeps that many functions by own time."""
     batches = arrange_batches(predictions, labels, topics, n_partitions)
+    previous_gc = tune_gc()  # the worker's collector policy
+    try:
+        return _run_stages(predictions, labels, batches, ch, topics, n_partitions, max_delay_ms, flush_every,
+                           checkpoint_every, expire_every, profile_top, database)
+    finally:
+        gc.set_threshold(*previous_gc)
+        gc.unfreeze()
+
+
+def _run_stages(predictions: Sequence[bytes], labels: Sequence[bytes], batches: list[list[RawRecord]],
+                ch: ClickHouse | None, topics: tuple[str, str], n_partitions: int, max_delay_ms: int,
+                flush_every: int, checkpoint_every: int, expire_every: int, profile_top: int,
+                database: str) -> StageProfile:
     timers = _Timers()
     cpu0 = time.process_time()
     with _instrumented(timers):

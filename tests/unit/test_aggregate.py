@@ -110,3 +110,24 @@ def test_only_the_report_of_a_window_closing_is_marked_as_its_close() -> None:
     aggregator.apply(_outcomes(range(100), T0 + 1_000, "0"))
     revised = aggregator.tick(now, idle=False)
     assert revised and not any(r.closes_window for r in revised)
+
+
+def test_checkpointed_windows_are_deflated_and_an_older_checkpoint_with_plain_windows_still_loads() -> None:
+    import zlib
+
+    from stream.contracts.state_codec import decode_state, encode_state
+    from stream.pipeline.aggregate import CHECKPOINT_VERSION, _key_text
+
+    aggregator = Aggregator(lambda _: SPEC)
+    aggregator.apply(_predictions(range(100), T0 + 1_000))
+    aggregator.apply(_outcomes(range(60), T0 + 1_000, "1"))
+    snapshot = aggregator.snapshot()
+    _, state = decode_state(snapshot, "aggregator", (CHECKPOINT_VERSION,))
+    plain = {_key_text(key): window.to_bytes() for key, window in aggregator.store.windows.items()}
+    assert set(state["windows"]) == set(plain) and plain
+    for key, blob in state["windows"].items():
+        assert zlib.decompress(blob) == plain[key] and len(blob) * 5 < len(plain[key])  # mostly-zero histograms
+    older = encode_state("aggregator", CHECKPOINT_VERSION, {**state, "windows": plain})
+    for data in (snapshot, older):
+        restored = Aggregator.restore(data, lambda _: SPEC)
+        assert [w.to_bytes() for w in restored.store.windows.values()] == list(plain.values())
