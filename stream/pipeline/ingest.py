@@ -167,7 +167,8 @@ def _new_cmp() -> dict[str, list[Any]]:
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
-        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": [],
+                  "probs": []},
         "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
                  "score": [], "biz": []},
     }
@@ -484,6 +485,7 @@ class Ingest:
             p["score"].extend([scores[i] for i in idx])
             p["lat"].extend([nan if v is None else v for v in [e.latency_ms for e in mine]])
             p["feat"].extend([e.features for e in mine])
+            p["probs"].extend([e.scores for e in mine])  # per-class probabilities (multiclass CBPE); mostly None
         result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS, records=records)
 
