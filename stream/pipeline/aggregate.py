@@ -37,6 +37,7 @@ from stream.monitor.report import WindowReport, detection_row
 from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.cardinality import BoundedValues
 from stream.pipeline.ingest import batch_items, select_items
+from stream.pipeline.pairing import Pairing
 from stream.pipeline.replay import RecentIds
 from stream.pipeline.windows import ModelClock, WindowKey, WindowStore, segment_fields_of
 
@@ -94,6 +95,7 @@ class Aggregator:
         self.calibrators: dict[tuple[str, str], ScoreCalibrator] = {}
         self.estimates: dict[WindowKey, Metrics] = {}
         self.error_models: dict[tuple[str, str], ErrorModel] = {}  # regression: DLE of the MAE
+        self.pairing = Pairing(spec_for)  # champion/challenger comparisons of the champions routed here
         self.class_scores: dict[WindowKey, MulticlassScores] = {}  # multiclass CBPE, whole-model windows only
 
     def monitor(self, model_id: str) -> ModelMonitor:
@@ -127,6 +129,20 @@ class Aggregator:
         except Exception:  # split to find the item at fault; nothing was changed before _apply failed
             isolate(batch_items(batch), lambda part: self._apply(select_items(batch, part)),
                     lambda item, exc: self.poisoned.append((batch, *item, f"aggregate: {describe(exc)}")))
+        cmp = batch.get("cmp")
+        if cmp and cmp["off"]:
+            self._pair(batch["model_id"], cmp)
+
+    def _pair(self, champion: str, cmp: Mapping[str, list[Any]]) -> None:
+        """Pair the labelled outcomes of a champion's group; the champion's windows with new pairs change."""
+        ids = [f"c{m}\x1f{p}" for m, p in zip(cmp["mid"], cmp["pid"], strict=True)]
+        try:
+            touched = self.pairing.add(champion, cmp, self.recent.fresh(ids))
+            if touched:
+                self.store.dirty.update(k for k in self.store.windows if k[2] == "" and (k[0], k[3]) in touched)
+        except Exception as exc:
+            raise StageFailure(f"the aggregate stage failed while pairing the outcomes of champion {champion!r}: "
+                               f"{describe(exc)}") from exc
 
     def _apply(self, batch: Mapping[str, Any]) -> None:
         """Convert everything first (this may fail on an item), then change state (this must not)."""
@@ -239,6 +255,8 @@ class Aggregator:
     def _metrics(self, key: WindowKey, acc: WindowAccumulator) -> Metrics:
         """The window's metrics; for binary models with the CBPE estimates (frozen once the window closed)."""
         out = acc.metrics()
+        if key[2] == "" and self.pairing.counts:
+            out.update(self.pairing.metrics(key[0], key[3]))
         if isinstance(acc.model, BinaryState):
             calibrator = self.calibrators.get((key[0], key[1])) or ScoreCalibrator()
             frozen = self.estimates.get(key)
@@ -336,7 +354,14 @@ class Aggregator:
             self._serialized.pop(key, None)
             self.estimates.pop(key, None)
             self.class_scores.pop(key, None)
+        for champion in list(self.pairing.waiting):
+            if champion in self.store.evicted_until:
+                self.pairing.expire(champion, self.store.evicted_until[champion])
         return reports
+
+    def comparison_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
+        """Rows for ``model_comparisons`` of every champion/challenger window changed since the last call."""
+        return self.pairing.rows(now)
 
     def take_detections(self) -> list[tuple[Any, ...]]:
         rows, self.detections = self.detections, []
@@ -368,6 +393,7 @@ class Aggregator:
                           for k, e in self.estimates.items()},
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
             "too_late_by_model": dict(self.store.too_late_by_model),
+            "pairing": self.pairing.state(),
             "class_scores": [[_key_text(k), c.classes, c.everything, c.chosen] for k, c in self.class_scores.items()],
         }
         return encode_state("aggregator", CHECKPOINT_VERSION, state)
@@ -420,6 +446,7 @@ class Aggregator:
             error_model.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
         out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
                          for t, e in state.get("estimates", {}).items()}
+        out.pairing.load(state.get("pairing", {}))
         for text, classes, everything, chosen in state.get("class_scores", []):  # absent before multiclass CBPE
             scores = out.class_scores[_key_of(text)] = MulticlassScores(bins=CLASS_SCORE_BINS)
             scores.classes, scores.everything, scores.chosen = list(classes), everything, chosen
