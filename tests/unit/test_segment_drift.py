@@ -252,7 +252,7 @@ def test_grouped_quality_counts_equal_add_columns_on_each_groups_rows() -> None:
 
 def test_on_unchanged_data_the_segment_family_flags_at_most_about_alpha_of_the_windows() -> None:
     """200 null model windows of 10 segments x 2 features, sampled from the reference itself: the share of windows
-    with any flagged segment test stays near alpha (0.01 here) with the family correction; uncorrected it is far above."""
+    with any flagged segment test stays near alpha (0.01) with the family correction; uncorrected it is far above."""
     from stream.monitor.drift_stats import Thresholds, compare
 
     rng = np.random.default_rng(12)
