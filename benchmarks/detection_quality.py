@@ -173,8 +173,11 @@ def our_watch(kind: str, ref: np.ndarray) -> tuple[InputWatch, FeatureProfile]:
 
 
 def our_signal_monitor(ref: np.ndarray) -> SignalMonitor:
-    """ADWIN + Page-Hinkley at Driftwarden's defaults, standardised by the reference mean and std."""
-    return SignalMonitor(params=DetectorParams(), reference_mean=float(ref.mean()), reference_std=float(ref.std()))
+    """ADWIN + Page-Hinkley at Driftwarden's defaults, seeded as the service seeds the score stream: the
+    reference profile's mean and std, its bins sizing Page-Hinkley's thresholds."""
+    prof = profile_numeric(ref)
+    return SignalMonitor(params=DetectorParams(), reference_mean=prof.mean, reference_std=prof.std,
+                         reference_values=np.asarray(prof.bin_means), reference_weights=np.asarray(prof.counts))
 
 
 def river_alarms(detector: Any, x: np.ndarray) -> list[int]:
@@ -203,6 +206,15 @@ def detector_runs(kind: str, ref: np.ndarray, x: np.ndarray, river_too: bool = T
     for lo in range(0, x.size, 500):
         for d in mon.update(x[lo : lo + 500], pos[lo : lo + 500], pos[lo : lo + 500]):
             out["ours: ADWIN" if d.detector == "adwin" else "ours: Page-Hinkley"].append(d.position)
+    # the error stream's variance signal: an unseeded monitor whose 1,000-value warm-up is the reference
+    err = SignalMonitor("m", "v", "error", DetectorParams(use_adwin=False), watch_variance=True)
+    both = np.concatenate([ref, x])
+    at = np.arange(both.size)
+    out["ours: PH variance (error)"] = []
+    for lo in range(0, both.size, 500):
+        for d in err.update(both[lo : lo + 500], at[lo : lo + 500], at[lo : lo + 500]):
+            if d.signal == "error:variance":
+                out["ours: PH variance (error)"].append(d.position - ref.size)
     if river_too:
         out["River ADWIN()"] = river_alarms(drift.ADWIN(), x)
         out["River PageHinkley()"] = river_alarms(drift.PageHinkley(), x)

@@ -289,6 +289,7 @@ class SignalMonitor:
         reference_values: np.ndarray | None = None,
         reference_weights: np.ndarray | None = None,
         reference_n: int | None = None,
+        watch_variance: bool = False,
     ) -> None:
         self.model_id = model_id
         self.version = version
@@ -300,6 +301,9 @@ class SignalMonitor:
         )
         self.adwin: drift.ADWIN | None = drift.ADWIN(**p.adwin_params()) if p.use_adwin else None
         self.page_hinkley: PageHinkley | None = None  # created once its thresholds are known
+        self.watch_variance = watch_variance
+        self.variance_ph: PageHinkley | None = None  # Page-Hinkley on the standardised squared z
+        self.variance_scale = (1.0, 1.0)  # mean and std of z^2 on the reference
         self._warm: list[float] = []  # warm-up values (unseeded): they size Page-Hinkley's thresholds
         if p.use_page_hinkley and self.standardiser.fixed:
             if reference_values is not None:
@@ -310,7 +314,7 @@ class SignalMonitor:
                 zr, wr = _NORMAL_GRID, _NORMAL_WEIGHTS
             n_ref = reference_n if reference_n is not None else (int(wr.sum()) if reference_weights is not None
                                                                  else p.warmup)  # fmt: skip
-            self.page_hinkley = _page_hinkley(p, zr, wr, n_ref)
+            self._start_page_hinkley(zr, wr, n_ref)
         self.n_seen = 0
         self.clock = PositionClock()
         self.n_skipped = 0
@@ -374,6 +378,15 @@ class SignalMonitor:
                 out.append(self._detection("page_hinkley", base + alarm.row, pos, ts, offset + alarm.row - rows_before,
                                            0.0, alarm.mean, base + alarm.start, alarm.threshold))  # fmt: skip
                 self.n_detections["page_hinkley"] += 1
+        vph = self.variance_ph
+        if vph is not None:
+            rows_before = vph.seen
+            base = first + offset - rows_before
+            m2, s2 = self.variance_scale
+            for alarm in vph.update(np.clip((z * z - m2) / s2, -self.params.clip, self.params.clip)):
+                out.append(self._detection("page_hinkley", base + alarm.row, pos, ts, offset + alarm.row - rows_before,
+                                           0.0, alarm.mean, base + alarm.start, alarm.threshold,
+                                           self.signal + ":variance"))  # fmt: skip
         out.sort(key=lambda d: (d.position, d.detector))
         return out
 
@@ -388,12 +401,28 @@ class SignalMonitor:
         if st.n >= st.warmup and st.n > 0 and st.warmup > 0:
             sd = max(st.std, st.min_std)
             zw = np.clip((np.asarray(self._warm) - st.mean) / sd, -p.clip, p.clip)
-            self.page_hinkley = _page_hinkley(p, zw, np.ones(zw.size), zw.size)
+            self._start_page_hinkley(zw, np.ones(zw.size), zw.size)
             self._warm = []
+
+    def _start_page_hinkley(self, z: np.ndarray, w: np.ndarray, n_ref: int) -> None:
+        """Page-Hinkley on ``z`` and, when watching the variance, on ``z^2`` standardised by its reference mean
+        and std (left out when the reference has at most two values: ``z^2`` is then a function of ``z``)."""
+        p = self.params
+        self.page_hinkley = _page_hinkley(p, z, w, n_ref)
+        keep = w > 0
+        if not self.watch_variance or np.unique(z[keep]).size <= 2:
+            return
+        z2 = z * z
+        mean = float((w * z2).sum() / w.sum())
+        std = float(np.sqrt((w * (z2 - mean) ** 2).sum() / w.sum()))
+        if std <= 1e-12:
+            return
+        self.variance_scale = (mean, std)
+        self.variance_ph = _page_hinkley(p, np.clip((z2 - mean) / std, -p.clip, p.clip), w, n_ref)
 
     def _detection(
         self, name: str, position: int, pos: np.ndarray, ts: np.ndarray, k: int, before: float, after: float,
-        change: int | None = None, threshold: float | None = None,
+        change: int | None = None, threshold: float | None = None, signal: str | None = None,
     ) -> Detection:
         p = self.params.adwin_params() if name == "adwin" else self.params.ph_params()
         if threshold is not None:
@@ -402,7 +431,7 @@ class SignalMonitor:
             detector=name,
             model_id=self.model_id,
             version=self.version,
-            signal=self.signal,
+            signal=self.signal if signal is None else signal,
             position=position,
             source_position=int(pos[k]),
             event_time_ms=int(ts[k]),
@@ -431,6 +460,9 @@ class SignalMonitor:
             "adwin": None if self.adwin is None else self.adwin._helper.__getstate__(),
             "ph": None if self.page_hinkley is None else self.page_hinkley.state(),
             "warm": list(self._warm),
+            "variance": None if self.variance_ph is None else {"ph": self.variance_ph.state(),
+                                                                "scale": list(self.variance_scale)},
+            "watch_variance": self.watch_variance,
             "offsets": dict(offsets),
         }
         return encode_state("signal_monitor", _CHECKPOINT_VERSION, state)
@@ -463,6 +495,11 @@ class SignalMonitor:
             if monitor.adwin is not None and state["adwin"] is not None:
                 monitor.adwin._helper.__setstate__(bytes(state["adwin"]))  # River's own decoder of plain numbers
             monitor._warm = [float(v) for v in state.get("warm") or []]
+            monitor.watch_variance = bool(state.get("watch_variance", False))
+            variance = state.get("variance")
+            if variance is not None:
+                monitor.variance_ph = PageHinkley.from_state(variance["ph"])
+                monitor.variance_scale = (float(variance["scale"][0]), float(variance["scale"][1]))
             p = monitor.params
             if state.get("ph") is not None:
                 monitor.page_hinkley = PageHinkley.from_state(state["ph"])

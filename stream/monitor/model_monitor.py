@@ -193,8 +193,9 @@ class ModelMonitor:
             if seeded and ref is not None:  # its bins also size Page-Hinkley's thresholds
                 mon = SignalMonitor(self.model_id, version, signal, self.detector_params, ref.mean, ref.std,
                                     np.asarray(ref.bin_means), np.asarray(ref.counts))  # fmt: skip
-            else:
-                mon = SignalMonitor(self.model_id, version, signal, self.detector_params)
+            else:  # the error stream also gets a variance signal (error:variance): a spread change of the errors
+                mon = SignalMonitor(self.model_id, version, signal, self.detector_params,
+                                    watch_variance=signal == "error")  # fmt: skip
             self.signals[(version, signal)] = mon
         return mon
 

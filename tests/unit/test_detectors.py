@@ -387,3 +387,29 @@ def test_page_hinkley_holds_through_an_excursion_and_rearms_after_it(batch: int)
     assert got == want
     assert len(want) == 3  # one per excursion: up at ~300, down at ~1200, up again at ~1500
     assert all(abs(start - true) <= 60 for (_, start), true in zip(want, (300, 1200, 1500), strict=True)), want
+
+
+def test_error_variance_signal_sees_a_spread_change_the_mean_detectors_miss() -> None:
+    rng = np.random.default_rng(24)
+    x = np.concatenate([rng.normal(2.0, 1.0, 3000), rng.normal(2.0, 1.6, 2000)])  # spread up at 3000
+    plain = SignalMonitor("m", "v", "error", params=DetectorParams(use_adwin=False))
+    watched = SignalMonitor("m", "v", "error", params=DetectorParams(use_adwin=False), watch_variance=True)
+    assert not feed(plain, x)  # the mean detector sees nothing
+    found = feed(watched, x)
+    var = [d for d in found if d.signal == "error:variance"]
+    assert var and 3000 <= var[0].position < 3300 and 2900 < (var[0].change_position or 0) <= 3050
+    assert not [d for d in found if d.signal == "error" and d.position < 3000]
+    # the variance statistic: z^2 standardised by the warm-up's own mean and std of z^2
+    w = watched.params.warmup
+    z = (x[:w] - x[:w].mean()) / x[:w].std(ddof=1)
+    assert watched.variance_scale == pytest.approx(((z * z).mean(), (z * z).std()), rel=1e-9)
+    # a checkpoint keeps it
+    restored, _ = SignalMonitor.from_bytes(watched.to_bytes({}))
+    assert restored.variance_ph is not None and restored.variance_ph.state() == watched.variance_ph.state()
+
+
+def test_binary_error_stream_gets_no_variance_signal() -> None:
+    rng = np.random.default_rng(25)
+    m = SignalMonitor("m", "v", "error", watch_variance=True)
+    feed(m, (rng.random(1500) < 0.1).astype(float))
+    assert m.page_hinkley is not None and m.variance_ph is None  # z^2 is a function of z for 0/1 values
