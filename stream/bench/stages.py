@@ -31,6 +31,7 @@ from stream.monitor.report import DATA_QUALITY_COLUMNS, DRIFT_EVENT_COLUMNS, FEA
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
 from stream.pipeline.ingest import Ingest, RawRecord
 from stream.pipeline.join import JoinState
+from stream.pipeline.pairing import COMPARISON_COLUMNS
 from stream.pipeline.rows import OUTCOME_COLUMNS, outcome_rows_of
 from stream.pipeline.windows import WindowStore
 from stream.runtime.gc_policy import tune_gc
@@ -212,6 +213,7 @@ class _Pass:
                 version = time.time_ns()
                 self._queue("window_metrics", WINDOW_METRIC_COLUMNS, rows)
                 self._queue("drift_events", DRIFT_EVENT_COLUMNS, aggregator.take_detections())
+                self._queue("model_comparisons", COMPARISON_COLUMNS, aggregator.comparison_rows())
                 self._queue("feature_drift", (*FEATURE_DRIFT_COLUMNS, "version"),
                             [(*r, version) for report in reports for r in report.feature_drift])
                 self._queue("data_quality", (*DATA_QUALITY_COLUMNS, "version"),

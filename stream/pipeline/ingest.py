@@ -118,14 +118,12 @@ def split_batch(batch: dict[str, Any], max_items: int = 1000) -> list[dict[str, 
     >>> [(len(c["preds"]["off"]), len(c["outs"]["off"])) for c in split_batch(b, max_items=2)]
     [(2, 1), (2, 0), (1, 0)]
     """
-    n = max(len(batch["preds"]["off"]), len(batch["outs"]["off"]))
+    sides = [side for side in ("preds", "outs", "cmp") if side in batch]
+    n = max(len(batch[side]["off"]) for side in sides)
     if n <= max_items:
         return [batch]
-    return [
-        {**batch, "preds": {k: v[lo:lo + max_items] for k, v in batch["preds"].items()},
-         "outs": {k: v[lo:lo + max_items] for k, v in batch["outs"].items()}}
-        for lo in range(0, n, max_items)
-    ]
+    return [{**batch, **{side: {k: v[lo:lo + max_items] for k, v in batch[side].items()} for side in sides}}
+            for lo in range(0, n, max_items)]
 
 
 def batch_items(batch: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -161,10 +159,16 @@ def item_dead_letter(batch: Mapping[str, Any], side: str, i: int, topics: tuple[
                        "processing_error", error, limits)
 
 
+def _new_cmp() -> dict[str, list[Any]]:
+    """The ``cmp`` section of a champion's batch record: labelled outcomes of its group, for the pairing."""
+    return {"mid": [], "off": [], "pid": [], "ts": [], "label": [], "pred": []}
+
+
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
-        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": [],
+                  "probs": []},
         "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
                  "score": [], "biz": []},
     }
@@ -481,6 +485,7 @@ class Ingest:
             p["score"].extend([scores[i] for i in idx])
             p["lat"].extend([nan if v is None else v for v in [e.latency_ms for e in mine]])
             p["feat"].extend([e.features for e in mine])
+            p["probs"].extend([e.scores for e in mine])  # per-class probabilities (multiclass CBPE); mostly None
         result.accepted += len(accepted) - len(duplicates)
         self._emit_pairs(joined, join, partition, result, source=PREDICTIONS, records=records)
 
@@ -523,6 +528,7 @@ class Ingest:
                                  "number")
         ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
         key_models = [models[k][0] for k in model_key]
+        champions, shared = self.registry.champions(), self.registry.shared()
         for model_id, idx in _positions_by(key_models, skip).items():
             o = result.batch(model_id, partition)["outs"]
             o["src"].extend([source] * len(idx))
@@ -536,6 +542,16 @@ class Ingest:
             o["pred"].extend([pairs.prediction[i] for i in idx])
             o["score"].extend([score[i] for i in idx])
             o["biz"].extend([dict(pairs.business[i]) for i in idx])
+            if shared and model_id in shared:  # a champion/challenger group: pair it with the others' outcomes
+                champion = champions.get(model_id, model_id)
+                if champion in self.registry:
+                    c = result.batch(champion, partition).setdefault("cmp", _new_cmp())
+                    c["mid"].extend([model_id] * len(idx))
+                    c["off"].extend(o["off"][-len(idx):])
+                    c["pid"].extend(o["pid"][-len(idx):])
+                    c["ts"].extend(o["ts"][-len(idx):])
+                    c["label"].extend(o["label"][-len(idx):])
+                    c["pred"].extend(o["pred"][-len(idx):])
 
 
 def _positions_by(keys: Sequence[str], skip: set[int]) -> dict[str, Sequence[int]]:
@@ -572,8 +588,10 @@ def _merged(results: list[IngestResult]) -> IngestResult:
         out.replayed += part.replayed
         for key, batch in part.batches.items():
             into = out.batch(*key)
-            for side in ("preds", "outs"):
-                for column, values in batch[side].items():
+            if "cmp" in batch:
+                into.setdefault("cmp", _new_cmp())
+            for side in ("preds", "outs", "cmp"):
+                for column, values in batch.get(side, {}).items():
                     into[side][column].extend(values)
     return out
 
