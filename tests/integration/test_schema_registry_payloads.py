@@ -34,7 +34,7 @@ from stream.kafka.embedded import EmbeddedBroker
 from stream.kafka.payloads import payload_decoders
 from stream.pipeline.aggregate import Aggregator
 from stream.pipeline.ingest import Ingest, RawRecord
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.protobuf_messages import scored_request, scored_request_type
 from tests.schema_registry import running_registry
 
@@ -229,3 +229,19 @@ def test_a_worker_process_decodes_protobuf_and_avro_through_a_registry_over_http
         assert "schema id 99 could not be fetched" in dead[0]["error"]
         assert any(r.startswith("GET /schemas/ids/") for r in double.requests)  # the worker asked the registry
         assert worker.stop() == 0
+
+
+def test_a_worker_stops_with_one_line_when_the_registry_is_unreachable(make_worker: Any) -> None:
+    """Records are not dead-lettered while the registry is away: the worker exits (code 70, one line naming
+    the registry) and, restarted by its supervisor, reads them again from its checkpoint."""
+    worker = make_worker("no-registry", DRIFTWARDEN_SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{free_port()}",
+                         DRIFTWARDEN_PAYLOAD_FORMAT_PREDICTIONS="avro").start()
+    producer = Producer({"bootstrap.servers": worker.runtime()["bootstrap_servers"], "enable.idempotence": False})
+    producer.produce("predictions", key=b"r1", value=b"\0\0\0\0\x01\x02r1")
+    assert producer.flush(30) == 0
+    assert worker.process is not None
+    code = worker.process.wait(60)
+    lines = [line for line in worker.output().splitlines() if "schema registry" in line]
+    assert code == 70 and lines, worker.output()[-2000:]
+    assert "did not answer for schema id 1 (ConnectError" in lines[-1], lines
+    assert "Traceback" not in worker.output()
