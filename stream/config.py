@@ -155,8 +155,11 @@ class Settings(BaseSettings):
         out["webhook_url"] = safe_url(self.webhook_url) if self.webhook_url else None
         out["kafka_bootstrap_servers"] = self.kafka_bootstrap_servers or "(embedded tansu broker)"
         out["schema_registry_url"] = mask_dsn(self.schema_registry_url) if self.schema_registry_url else None
-        for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password"):
+        for secret in ("kafka_sasl_password", "kafka_ssl_key_password", "schema_registry_password",
+                       "kafka_oauth_token", "kafka_oauth_client_secret"):
             out[secret] = "***" if getattr(self, secret).get_secret_value() else ""
+        if self.kafka_oauth_token_endpoint:
+            out["kafka_oauth_token_endpoint"] = safe_url(self.kafka_oauth_token_endpoint)
         out["web_token"] = "***" if self.web_token else None
         out["alertmanager_url"] = (",".join(safe_url(u) for u in self.alertmanager_urls)
                                    if self.alertmanager_url else None)
@@ -187,8 +190,8 @@ class Settings(BaseSettings):
     # --- Kafka security, ClickHouse TLS, schema-registry payloads (issue 14)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every client reaches an external Kafka (the embedded broker is PLAINTEXT)")
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "PLAIN", description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        "PLAIN", description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL (OAUTHBEARER: the KAFKA_OAUTH_* settings)")
     kafka_sasl_username: str = Field("", description="SASL user (an API key on Confluent Cloud)")
     kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (an API secret); masked")
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) to verify the brokers; unset = system CAs")
@@ -213,6 +216,14 @@ class Settings(BaseSettings):
         default_factory=dict, description='JSON {"our field": "their.field.path"}, e.g. {"prediction_id": '
         '"request_id", "features": "inputs.features"}')
     field_map_ground_truth: dict[str, str] = Field(default_factory=dict, description="same for ground truth")
+    kafka_oauth_token: SecretStr = Field(SecretStr(""), description="OAUTHBEARER: a static access token; masked")
+    kafka_oauth_token_file: Path | None = Field(
+        None, description="OAUTHBEARER: a file holding the token, re-read when it changes (a sidecar refreshes it)")
+    kafka_oauth_token_endpoint: str | None = Field(
+        None, description="OAUTHBEARER: OIDC token endpoint for the client-credentials grant")
+    kafka_oauth_client_id: str = Field("", description="OAUTHBEARER client-credentials client id")
+    kafka_oauth_client_secret: SecretStr = Field(SecretStr(""), description="OAUTHBEARER client secret; masked")
+    kafka_oauth_scope: str = Field("", description="OAUTHBEARER client-credentials scope (space-separated)")
 
     @property
     def clickhouse_tls(self) -> dict[str, Any]:

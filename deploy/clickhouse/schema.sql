@@ -108,3 +108,12 @@ MODIFY ORDER BY (model_id, model_version, window_start, feature, check, segment)
 
 ALTER TABLE driftwarden.drift_events ADD COLUMN segment String,
 MODIFY ORDER BY (model_id, model_version, signal, detector, position, segment);
+
+-- migration 60: champion/challenger comparisons
+CREATE TABLE IF NOT EXISTS driftwarden.model_comparisons (
+    champion_id LowCardinality(String), challenger_id LowCardinality(String), window_start DateTime64(3, 'UTC'),
+    window_end DateTime64(3, 'UTC'), metric LowCardinality(String), pairs UInt64, champion_value Float64,
+    challenger_value Float64, difference Float64, agreement Float64, champion_only UInt64,
+    challenger_only UInt64, statistic Float64, p_value Float64, test LowCardinality(String),
+    verdict LowCardinality(String), version UInt64, updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(version) ORDER BY (champion_id, challenger_id, window_start);

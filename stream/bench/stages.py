@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import datetime as dt
+import gc
 import pstats
 import time
 from collections import defaultdict, deque
@@ -30,8 +31,10 @@ from stream.monitor.report import DATA_QUALITY_COLUMNS, DRIFT_EVENT_COLUMNS, FEA
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
 from stream.pipeline.ingest import Ingest, RawRecord
 from stream.pipeline.join import JoinState
+from stream.pipeline.pairing import COMPARISON_COLUMNS
 from stream.pipeline.rows import OUTCOME_COLUMNS, outcome_rows_of
 from stream.pipeline.windows import WindowStore
+from stream.runtime.gc_policy import tune_gc
 from stream.storage.checkpoint import CHECKPOINT_COLUMNS
 from stream.storage.clickhouse import ClickHouse
 
@@ -210,6 +213,7 @@ class _Pass:
                 version = time.time_ns()
                 self._queue("window_metrics", WINDOW_METRIC_COLUMNS, rows)
                 self._queue("drift_events", DRIFT_EVENT_COLUMNS, aggregator.take_detections())
+                self._queue("model_comparisons", COMPARISON_COLUMNS, aggregator.comparison_rows())
                 self._queue("feature_drift", (*FEATURE_DRIFT_COLUMNS, "version"),
                             [(*r, version) for report in reports for r in report.feature_drift])
                 self._queue("data_quality", (*DATA_QUALITY_COLUMNS, "version"),
@@ -249,6 +253,19 @@ def run_stages(predictions: Sequence[bytes], labels: Sequence[bytes], *, ch: Cli
     does these on wall-clock timers: 1 s, 2 s and 5 s), and once more at the end, closing every window.
     ``profile_top`` > 0 runs a second, cProfiled pass and keeps that many functions by own time."""
     batches = arrange_batches(predictions, labels, topics, n_partitions)
+    previous_gc = tune_gc()  # the worker's collector policy
+    try:
+        return _run_stages(predictions, labels, batches, ch, topics, n_partitions, max_delay_ms, flush_every,
+                           checkpoint_every, expire_every, profile_top, database)
+    finally:
+        gc.set_threshold(*previous_gc)
+        gc.unfreeze()
+
+
+def _run_stages(predictions: Sequence[bytes], labels: Sequence[bytes], batches: list[list[RawRecord]],
+                ch: ClickHouse | None, topics: tuple[str, str], n_partitions: int, max_delay_ms: int,
+                flush_every: int, checkpoint_every: int, expire_every: int, profile_top: int,
+                database: str) -> StageProfile:
     timers = _Timers()
     cpu0 = time.process_time()
     with _instrumented(timers):

@@ -293,6 +293,15 @@ class MonitorSettings(BaseModel):
         "a window only this long after it closed, then again as more labels arrive. None (default): learned, the "
         "95th percentile of the model's recently observed label delays (one hour until a label was seen).",
     )
+    # --- champion/challenger (issue 17)
+    comparison_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="Significance level of the paired champion/challenger tests "
+        "(McNemar, paired t) for a challenger_better or champion_better verdict."
+    )
+    comparison_min_pairs: int = Field(
+        default=30, ge=1, description="Fewest labelled requests scored by both models before a window's "
+        "champion/challenger comparison gives a verdict."
+    )
     # --- fairness (issue 17)
     fairness_min_group: int = Field(
         default=100, ge=1, description="Fewest predictions (labelled outcomes for TPR/FPR) a protected group needs "

@@ -18,6 +18,10 @@ from stream.kafka.security import check_tls
 
 
 def unreachable(bootstrap: str, exc: BaseException, security: Mapping[str, Any] | None = None) -> UserError:
+    if security and security.get("sasl_mechanism") == "OAUTHBEARER":
+        return UserError(f"cannot connect to Kafka at {bootstrap} over {security['security_protocol']} with "
+                         f"OAUTHBEARER ({type(exc).__name__}): check the address and the DRIFTWARDEN_KAFKA_OAUTH_* "
+                         "settings (is the token accepted by the brokers?)")
     if security and "sasl_mechanism" in security:
         return UserError(f"cannot connect to Kafka at {bootstrap} over {security['security_protocol']} as "
                          f"{security['sasl_plain_username']!r} ({security['sasl_mechanism']}, {type(exc).__name__}): "

@@ -21,6 +21,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from stream.kafka.registry_payloads import fetch_failure
+
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -100,16 +102,21 @@ class ProtobufDecoder:
             return self._pools[schema_id]
         try:
             schema = self._client.get_schema(schema_id, fmt="serialized")
-        except Exception as exc:  # SchemaRegistryError (unknown id, HTTP errors)
-            raise ValueError(f"schema id {schema_id} could not be fetched from the registry: {exc}") from None
+            references = self._references(schema)
+        except Exception as exc:  # SchemaRegistryError (unknown id, HTTP errors), httpx2 transport errors
+            raise fetch_failure(exc, schema_id) from None
         if schema.schema_type != "PROTOBUF":
             raise ValueError(f"schema id {schema_id} is {schema.schema_type}, not PROTOBUF")
         pool = descriptor_pool.DescriptorPool()
         file = _parse_file(schema.schema_str or "", f"schema-{schema_id}.proto")
         try:
-            self._add(pool, file, self._references(schema), set())
+            self._add(pool, file, references, set())
         except (TypeError, KeyError) as exc:  # a descriptor that does not build (missing or clashing types)
             raise ValueError(f"schema id {schema_id} does not build: {exc}") from None
+        except ValueError:
+            raise
+        except Exception as exc:  # fetching a nested reference
+            raise fetch_failure(exc, schema_id) from None
         self._pools[schema_id] = (pool, file)
         return pool, file
 

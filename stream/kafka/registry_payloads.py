@@ -17,8 +17,21 @@ from typing import TYPE_CHECKING, Any
 import fastavro
 import orjson
 
+from stream.pipeline.barrier import StageFailure, describe
+
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+
+def fetch_failure(exc: Exception, schema_id: int) -> Exception:
+    """What a failed registry request means: an id the registry does not know (HTTP 404) is the record's fault
+    (a ValueError: the record is dead-lettered); anything else (unreachable, refused credentials, a server
+    error) is not, so the stage stops (`StageFailure`: the worker exits and restarts from its checkpoint)
+    rather than dead-lettering every record while the registry is away."""
+    if getattr(exc, "http_status_code", None) == 404:
+        return ValueError(f"schema id {schema_id} could not be fetched from the registry: {exc}")
+    return StageFailure(f"the schema registry did not answer for schema id {schema_id} ({describe(exc)}): check "
+                        "DRIFTWARDEN_SCHEMA_REGISTRY_URL and its credentials; the records stay in Kafka")
 
 
 class _WriterSchemas:
@@ -38,11 +51,14 @@ class _WriterSchemas:
         if found is None:
             try:
                 schema = self._client.get_schema(schema_id)
-            except Exception as exc:  # SchemaRegistryError (unknown id, HTTP errors)
-                raise ValueError(f"schema id {schema_id} could not be fetched from the registry: {exc}") from None
-            if (schema.schema_type or "AVRO") != self.schema_type:
-                raise ValueError(f"schema id {schema_id} is {schema.schema_type or 'AVRO'}, not {self.schema_type}")
-            found = self._parsed[schema_id] = self.parse(schema)
+                kind = schema.schema_type or "AVRO"
+                if kind != self.schema_type:
+                    raise ValueError(f"schema id {schema_id} is {kind}, not {self.schema_type}")
+                found = self._parsed[schema_id] = self.parse(schema)  # may fetch referenced schemas
+            except ValueError:
+                raise
+            except Exception as exc:  # SchemaRegistryError (unknown id, HTTP errors), httpx2 transport errors
+                raise fetch_failure(exc, schema_id) from None
         return found
 
     def parse(self, schema: Schema) -> Any:
@@ -64,8 +80,8 @@ class AvroReader(_WriterSchemas):
 
     def parse(self, schema: Schema) -> Any:
         named: dict[str, Any] = {}
-        self._named(schema, named)
         try:
+            self._named(schema, named)
             return fastavro.parse_schema(orjson.loads(schema.schema_str or ""), named_schemas=named)
         except (orjson.JSONDecodeError, fastavro.schema.SchemaParseException, ValueError) as exc:
             raise ValueError(f"registered Avro schema does not parse: {exc}") from None

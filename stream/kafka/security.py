@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.helpers import create_ssl_context
 
 from stream.config import Settings
+from stream.contracts.redact import safe_url
 from stream.errors import UserError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ def ssl_context(s: Settings) -> ssl.SSLContext | None:
 
 
 def _require_credentials(s: Settings) -> None:
+    if s.kafka_sasl_mechanism == "OAUTHBEARER":
+        return  # stream.kafka.oauth.token_provider checks its own settings
     if not s.kafka_sasl_username or not s.kafka_sasl_password.get_secret_value():
         raise UserError(f"DRIFTWARDEN_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
                         "DRIFTWARDEN_KAFKA_SASL_USERNAME and DRIFTWARDEN_KAFKA_SASL_PASSWORD")
@@ -58,14 +61,19 @@ def client_options(s: Settings, embedded: bool = False) -> dict[str, Any]:
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = ssl_context(s)
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL") and s.kafka_sasl_mechanism == "OAUTHBEARER":
+        from stream.kafka.oauth import token_provider
+
+        options.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=token_provider(s))
+    elif protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         _require_credentials(s)
         options.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username,
                        sasl_plain_password=s.kafka_sasl_password.get_secret_value())
     return options
 
 
-def faust_credentials(s: Settings, embedded: bool = False) -> faust.SASLCredentials | faust.SSLCredentials | None:
+def faust_credentials(s: Settings, embedded: bool = False,
+                      ) -> faust.SASLCredentials | faust.SSLCredentials | faust.OAuthCredentials | None:
     """The same settings as Faust ``broker_credentials`` (None for PLAINTEXT or the embedded broker)."""
     import faust  # here, so that the SDK (which imports this module) does not load Faust
 
@@ -74,6 +82,9 @@ def faust_credentials(s: Settings, embedded: bool = False) -> faust.SASLCredenti
         return None
     if "sasl_mechanism" not in options:
         return faust.SSLCredentials(options["ssl_context"])
+    if options["sasl_mechanism"] == "OAUTHBEARER":
+        return faust.OAuthCredentials(oauth_cb=options["sasl_oauth_token_provider"],
+                                      ssl_context=options.get("ssl_context"))
     credentials = faust.SASLCredentials(username=options["sasl_plain_username"],
                                         password=options["sasl_plain_password"],
                                         ssl_context=options.get("ssl_context"), mechanism=options["sasl_mechanism"])
@@ -85,7 +96,17 @@ def describe(s: Settings, embedded: bool = False) -> dict[str, str]:
     if embedded or s.kafka_security_protocol == "PLAINTEXT":
         return {"security_protocol": "PLAINTEXT"}
     out: dict[str, str] = {"security_protocol": s.kafka_security_protocol}
-    if s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+    if s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL") and s.kafka_sasl_mechanism == "OAUTHBEARER":
+        out["sasl_mechanism"] = "OAUTHBEARER"
+        if s.kafka_oauth_token_endpoint:
+            out.update(oauth_token_endpoint=safe_url(s.kafka_oauth_token_endpoint),
+                       oauth_client_id=s.kafka_oauth_client_id, oauth_client_secret="***",
+                       **({"oauth_scope": s.kafka_oauth_scope} if s.kafka_oauth_scope else {}))
+        elif s.kafka_oauth_token_file:
+            out["oauth_token_file"] = str(s.kafka_oauth_token_file)
+        else:
+            out["oauth_token"] = "***" if s.kafka_oauth_token.get_secret_value() else "(unset)"
+    elif s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
         out.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_username=s.kafka_sasl_username,
                    sasl_password="***" if s.kafka_sasl_password.get_secret_value() else "(unset)")
     if s.kafka_security_protocol in ("SSL", "SASL_SSL"):

@@ -1,6 +1,7 @@
 """Performance estimated before labels arrive: confidence-based performance estimation (CBPE) for binary
-classifiers, with an online score calibrator and analytic confidence bands; direct loss estimation of the
-MAE for regression (`ErrorModel`).
+classifiers, with an online score calibrator and analytic confidence bands; multiclass CBPE one-vs-rest from
+the class-probability scores (`MulticlassScores`, `estimate_multiclass`); direct loss estimation of the MAE
+for regression (`ErrorModel`).
 
 CBPE (the method NannyML publishes) reads each prediction's calibrated probability ``c = P(y=1 | score)`` as
 the chance that a label, once it arrives, is positive. Summing ``c`` over the predicted positives gives the
@@ -30,6 +31,7 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import chi2
@@ -42,7 +44,7 @@ from stream.metrics.classification import (
     expected_calibration_error,
 )
 from stream.metrics.regression import RegressionState
-from stream.metrics.sketch import roc_auc_from_histograms
+from stream.metrics.sketch import roc_auc_from_histograms, score_bin
 
 Z_95 = 1.959963984540054
 ESTIMATED = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -259,6 +261,95 @@ def estimates(state: BinaryState, calibrator: ScoreCalibrator, bins: int) -> Met
     n = out["estimated_accuracy"][1]
     out["estimate_reliable"] = (1.0 if calibrator.reliable() else 0.0, n)
     out["estimate_calibration_error"] = calibration_check(state, calibrated)
+    return out
+
+
+class MulticlassScores:
+    """A window's class-probability scores, for multiclass CBPE (`estimate_multiclass`).
+
+    Per class ``k`` (discovered on the fly), two histograms on the score grid ``j / bins``: the score of ``k``
+    over every prediction, and over the predictions whose predicted class is ``k``. O(classes x bins) numbers
+    per window, merged by addition; nothing per event beyond the histogramming.
+
+    >>> s = MulticlassScores(bins=10)
+    >>> s.add(["a", "b"], np.array(["a", "b", "a"]), np.array([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]]))
+    >>> s.classes, int(s.everything.sum()), int(s.chosen.sum())
+    (['a', 'b'], 6, 3)
+    """
+
+    def __init__(self, bins: int = 1000) -> None:
+        self.bins = bins
+        self.classes: list[str] = []
+        self.everything = np.zeros((0, bins + 1), np.int64)  # class x score bin, every prediction
+        self.chosen = np.zeros((0, bins + 1), np.int64)  # class x score bin, predictions of that class
+
+    def _codes(self, classes: Sequence[str]) -> list[int]:
+        for name in classes:
+            if name not in self.classes:
+                self.classes.append(name)
+        grow = len(self.classes) - self.everything.shape[0]
+        if grow > 0:
+            self.everything = np.pad(self.everything, ((0, grow), (0, 0)))
+            self.chosen = np.pad(self.chosen, ((0, grow), (0, 0)))
+        index = {name: i for i, name in enumerate(self.classes)}
+        return [index[name] for name in classes]
+
+    def add(self, classes: Sequence[str], predicted: np.ndarray, probabilities: np.ndarray) -> None:
+        """Count predictions: ``probabilities[i, j]`` is prediction ``i``'s score of ``classes[j]`` (NaN: none);
+        ``predicted[i]`` its predicted class. A predicted class without a score column counts in no
+        ``chosen`` histogram: such predictions are left out of the estimate."""
+        p = np.asarray(probabilities, np.float64).reshape(len(predicted), len(classes))
+        labels = np.asarray(predicted).astype(str)
+        for j, code in enumerate(self._codes(classes)):
+            column = p[:, j]
+            finite = np.isfinite(column)
+            self.everything[code] += np.bincount(score_bin(column[finite], self.bins), minlength=self.bins + 1)
+            mine = finite & (labels == classes[j])
+            self.chosen[code] += np.bincount(score_bin(column[mine], self.bins), minlength=self.bins + 1)
+
+    def merge(self, other: MulticlassScores) -> None:
+        for j, code in enumerate(self._codes(other.classes)):
+            self.everything[code] += other.everything[j]
+            self.chosen[code] += other.chosen[j]
+
+
+def estimate_multiclass(state: MulticlassScores, calibrated: Mapping[str, np.ndarray] | None = None,
+                        z: float = Z_95) -> Metrics:
+    """Multiclass CBPE, one-vs-rest: class ``k``'s calibrated probability ``c_k`` (``calibrated[k]`` on the score
+    grid; the scores themselves by default) is the chance a prediction's label is ``k``. Expected TP_k is the
+    sum of ``c_k`` over the predictions of ``k``; FP_k the rest of those; FN_k the sum of ``c_k`` over the
+    others. From this expected one-vs-rest confusion matrix: ``estimated_accuracy`` (sum of TP_k over all),
+    ``estimated_macro_f1`` and ``estimated_roc_auc`` (macro one-vs-rest, as scikit-learn's ``multi_class="ovr"``)
+    with ``_lower``/``_upper`` bands, and ``estimated_precision:<k>``/``estimated_recall:<k>``. Bands as in the
+    binary case, per class; the macro bands treat the classes as independent (exact for accuracy)."""
+    grid = np.arange(state.bins + 1) / state.bins
+    everything, chosen = state.everything.astype(np.float64), state.chosen.astype(np.float64)
+    n = int(chosen.sum())
+    out: Metrics = {}
+    tp_sum = v_acc = 0.0
+    f1s: list[tuple[float, float]] = []
+    aucs: list[tuple[float, float]] = []
+    for k, name in enumerate(state.classes):
+        c = (calibrated or {}).get(name, grid)
+        spread = c * (1.0 - c)
+        others = everything[k] - chosen[k]
+        n_pred = float(chosen[k].sum())
+        tp, fn = float(chosen[k] @ c), float(others @ c)
+        v_tp, v_fn = float(chosen[k] @ spread), float(others @ spread)
+        tp_sum, v_acc = tp_sum + tp, v_acc + v_tp
+        actual, d = tp + fn, tp + fn + n_pred
+        out[f"estimated_precision:{name}"] = (_div(tp, n_pred), int(n_pred))
+        out[f"estimated_recall:{name}"] = (_div(tp, actual), n)
+        if d > 0:
+            f1s.append((2 * tp / d, (4 * (fn + n_pred) ** 2 * v_tp + 4 * tp * tp * v_fn) / d**4))
+        positives, negatives = everything[k] * c, everything[k] * (1.0 - c)
+        auc = roc_auc_from_histograms(positives, negatives)
+        if math.isfinite(auc):
+            aucs.append((auc, hanley_mcneil_variance(auc, float(positives.sum()), float(negatives.sum()))))
+    _band(out, "accuracy", _div(tp_sum, n), _div(v_acc, float(n) * n), n, z)
+    for metric, values in (("macro_f1", f1s), ("roc_auc", aucs)):
+        m = len(values)
+        _band(out, metric, _div(sum(v for v, _ in values), m), _div(sum(var for _, var in values), m * m), n, z)
     return out
 
 

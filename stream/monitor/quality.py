@@ -13,6 +13,7 @@ any other float, list or dict as a mismatch. Mismatches are not missing and are 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -136,8 +137,7 @@ def to_columns(records: Sequence[Mapping[str, object]], specs: Sequence[FeatureS
     """Turn a batch of feature dicts into :class:`Columns` (one pass per declared feature)."""
     n = len(records)
     out = Columns(n=n)
-    for spec in specs:
-        values = [r.get(spec.name, _MISSING_KEY) for r in records]
+    for spec, values in zip(specs, _value_lists(records, [s.name for s in specs]), strict=True):
         types = set(map(type, values))
         if n and spec.kind == "numeric" and types <= _PLAIN_NUMBERS:  # the common case, without type codes
             x = np.array(values, dtype=np.float64)
@@ -155,6 +155,21 @@ def to_columns(records: Sequence[Mapping[str, object]], specs: Sequence[FeatureS
     for key in set().union(*records) - declared if records else ():
         out.undeclared[str(key)] = sum(key in r for r in records)
     return out
+
+
+def _value_lists(records: Sequence[Mapping[str, object]], names: list[str]) -> list[Sequence[object]]:
+    """The values of each name across the records (`_MISSING_KEY` where a record lacks it): one C-level
+    itemgetter call per record and a transpose when every record holds every name, else one pass per name.
+
+    >>> _value_lists([{"a": 1, "b": 2}, {"a": 3, "b": 4}], ["b", "a"])
+    [(2, 4), (1, 3)]
+    """
+    if len(names) > 1 and records:
+        try:
+            return list(zip(*map(operator.itemgetter(*names), records), strict=True))
+        except (KeyError, TypeError):
+            pass  # a record lacks a name (or is not a dict): per name below
+    return [[r.get(name, _MISSING_KEY) for r in records] for name in names]
 
 
 def columns_from_arrays(arrays: Mapping[str, np.ndarray], specs: Sequence[FeatureSpec]) -> Columns:
@@ -386,14 +401,20 @@ def add_grouped(accs: Sequence[QualityAccumulator | None], cols: Columns, group:
     order = np.argsort(g, kind="stable")
     g_sorted = g[order]
 
+    zeros = np.zeros(k + 1, dtype=np.int64)
+
     def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(g[mask], minlength=k + 1)
+        return np.bincount(g[mask], minlength=k + 1) if mask.any() else zeros
 
     for spec in first.specs:
         name = spec.name
         missing, mismatch = cols.missing[name], cols.mismatch[name]
-        valid = ~(missing | mismatch)
-        n_missing, n_mismatch, n_valid = count(missing), count(mismatch), count(valid)
+        n_missing, n_mismatch = count(missing), count(mismatch)
+        if n_missing is zeros and n_mismatch is zeros:  # the common case: every value valid
+            valid, n_valid = np.ones(cols.n, dtype=bool), sizes
+        else:
+            valid = ~(missing | mismatch)
+            n_valid = count(valid)
         absent_rows = cols.absent_rows.get(name)
         n_absent = count(absent_rows) if absent_rows is not None else np.zeros(k + 1, dtype=np.int64)
         extra: dict[int, tuple[Any, ...]] = {}

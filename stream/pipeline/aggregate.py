@@ -19,8 +19,15 @@ import orjson
 
 from stream.contracts.events import ModelSpec
 from stream.contracts.state_codec import StateDecodeError, decode_state, encode_state
-from stream.metrics.classification import BinaryState, label_mask
-from stream.metrics.estimation import ErrorModel, ScoreCalibrator, calibration_check, estimates
+from stream.metrics.classification import BinaryState, MulticlassState, label_mask
+from stream.metrics.estimation import (
+    ErrorModel,
+    MulticlassScores,
+    ScoreCalibrator,
+    calibration_check,
+    estimate_multiclass,
+    estimates,
+)
 from stream.metrics.fairness import fairness_metrics
 from stream.metrics.regression import RegressionState
 from stream.metrics.window import Metrics, WindowAccumulator
@@ -30,11 +37,16 @@ from stream.monitor.report import WindowReport, detection_row
 from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.cardinality import BoundedValues
 from stream.pipeline.ingest import batch_items, select_items
+from stream.pipeline.pairing import Pairing
 from stream.pipeline.replay import RecentIds
 from stream.pipeline.windows import ModelClock, WindowKey, WindowStore, segment_fields_of
 
 WINDOW_METRIC_COLUMNS = ("model_id", "model_version", "segment", "window_start", "window_end", "metric",
                          "value", "samples", "version", "updated_at")
+
+CLASS_SCORE_BINS = 100
+"""Score grid of multiclass CBPE (per class, two histograms of 101 counts per window): a probability is read as
+the nearest multiple of 0.01, an error that averages out over a window's predictions."""
 
 CHECKPOINT_VERSION = 2
 """Version of the aggregator's checkpoint state (1 was a pickle: refused, rebuilt from Kafka)."""
@@ -83,6 +95,8 @@ class Aggregator:
         self.calibrators: dict[tuple[str, str], ScoreCalibrator] = {}
         self.estimates: dict[WindowKey, Metrics] = {}
         self.error_models: dict[tuple[str, str], ErrorModel] = {}  # regression: DLE of the MAE
+        self.pairing = Pairing(spec_for)  # champion/challenger comparisons of the champions routed here
+        self.class_scores: dict[WindowKey, MulticlassScores] = {}  # multiclass CBPE, whole-model windows only
 
     def monitor(self, model_id: str) -> ModelMonitor:
         found = self.monitors.get(model_id)
@@ -115,6 +129,20 @@ class Aggregator:
         except Exception:  # split to find the item at fault; nothing was changed before _apply failed
             isolate(batch_items(batch), lambda part: self._apply(select_items(batch, part)),
                     lambda item, exc: self.poisoned.append((batch, *item, f"aggregate: {describe(exc)}")))
+        cmp = batch.get("cmp")
+        if cmp and cmp["off"]:
+            self._pair(batch["model_id"], cmp)
+
+    def _pair(self, champion: str, cmp: Mapping[str, list[Any]]) -> None:
+        """Pair the labelled outcomes of a champion's group; the champion's windows with new pairs change."""
+        ids = [f"c{m}\x1f{p}" for m, p in zip(cmp["mid"], cmp["pid"], strict=True)]
+        try:
+            touched = self.pairing.add(champion, cmp, self.recent.fresh(ids))
+            if touched:
+                self.store.dirty.update(k for k in self.store.windows if k[2] == "" and (k[0], k[3]) in touched)
+        except Exception as exc:
+            raise StageFailure(f"the aggregate stage failed while pairing the outcomes of champion {champion!r}: "
+                               f"{describe(exc)}") from exc
 
     def _apply(self, batch: Mapping[str, Any]) -> None:
         """Convert everything first (this may fail on an item), then change state (this must not)."""
@@ -132,6 +160,8 @@ class Aggregator:
             p_segments = self.segment_values.fold_segments(model_id, fields, p["seg"])
             prefix = f"p{model_id}\x1f"  # a challenger's items have the champion's prediction ids
             p_ids = [prefix + pid for pid in p["pid"]]
+            # records written before the column existed have none
+            p_probs = p.get("probs") if spec.task == "multiclass_classification" else None
         if o["off"]:
             o_business = {key: np.asarray([b.get(key, np.nan) for b in o["biz"]], dtype=np.float64)
                           for key in spec.business_values}
@@ -161,6 +191,8 @@ class Aggregator:
                         versions, ts, [p["feat"][i] for i in idx], scores, preds,
                         self._positions(model_id, idx.size), segments))
                     self.monitor(model_id).saw_predictions(time.time() * 1000)
+                    if p_probs is not None:
+                        self._score_classes(model_id, versions, ts, preds, [p_probs[i] for i in idx])
                     self.predictions += idx.size
             if o["off"]:
                 keep = self.recent.fresh(o_ids)
@@ -183,6 +215,27 @@ class Aggregator:
             raise StageFailure(f"the aggregate stage failed while applying a batch of model {model_id!r}: "
                                f"{describe(exc)}") from exc
 
+    def _score_classes(self, model_id: str, versions: list[str], ts: np.ndarray, preds: np.ndarray,
+                       probs: list[Mapping[str, float] | None]) -> None:
+        """Count multiclass predictions' per-class probabilities into their whole-model windows (CBPE)."""
+        rows = [i for i, d in enumerate(probs) if d]
+        if not rows:
+            return
+        classes = sorted({name for i in rows for name in probs[i]})  # type: ignore[union-attr]
+        matrix = np.array([[probs[i].get(c, np.nan) for c in classes] for i in rows],  # type: ignore[union-attr]
+                          dtype=np.float64)
+        at = np.asarray(rows)
+        size = self.spec_for(model_id).monitor.window_seconds * 1000
+        starts = ts[at] - ts[at] % size
+        horizon = self.store.evicted_until.get(model_id, -(2**62))
+        for (version, start), sel in _by_window([versions[i] for i in rows], starts):
+            if start >= horizon:
+                key = (model_id, version, "", start)
+                found = self.class_scores.get(key)
+                if found is None:
+                    found = self.class_scores[key] = MulticlassScores(bins=CLASS_SCORE_BINS)
+                found.add(classes, preds[at[sel]], matrix[sel])
+
     def _calibrate(self, model_id: str, versions: list[str], scores: np.ndarray, positive: np.ndarray) -> None:
         for version in dict.fromkeys(versions):
             sel = np.fromiter((v == version for v in versions), bool, len(versions))
@@ -202,6 +255,8 @@ class Aggregator:
     def _metrics(self, key: WindowKey, acc: WindowAccumulator) -> Metrics:
         """The window's metrics; for binary models with the CBPE estimates (frozen once the window closed)."""
         out = acc.metrics()
+        if key[2] == "" and self.pairing.counts:
+            out.update(self.pairing.metrics(key[0], key[3]))
         if isinstance(acc.model, BinaryState):
             calibrator = self.calibrators.get((key[0], key[1])) or ScoreCalibrator()
             frozen = self.estimates.get(key)
@@ -212,6 +267,13 @@ class Aggregator:
                     self.estimates[key] = frozen
             out.update(frozen)
             out["estimate_calibration_error"] = calibration_check(acc.model, calibrator.probabilities(acc.score_bins))
+        elif isinstance(acc.model, MulticlassState) and key in self.class_scores:
+            frozen = self.estimates.get(key)
+            if frozen is None:
+                frozen = estimate_multiclass(self.class_scores[key])
+                if key in self.store.closed:
+                    self.estimates[key] = frozen
+            out.update(frozen)
         elif isinstance(acc.model, RegressionState):
             frozen = self.estimates.get(key)
             if frozen is None:
@@ -291,7 +353,15 @@ class Aggregator:
         for key in self.store.evict():
             self._serialized.pop(key, None)
             self.estimates.pop(key, None)
+            self.class_scores.pop(key, None)
+        for champion in list(self.pairing.waiting):
+            if champion in self.store.evicted_until:
+                self.pairing.expire(champion, self.store.evicted_until[champion])
         return reports
+
+    def comparison_rows(self, now: dt.datetime | None = None) -> list[tuple[Any, ...]]:
+        """Rows for ``model_comparisons`` of every champion/challenger window changed since the last call."""
+        return self.pairing.rows(now)
 
     def take_detections(self) -> list[tuple[Any, ...]]:
         rows, self.detections = self.detections, []
@@ -323,6 +393,8 @@ class Aggregator:
                           for k, e in self.estimates.items()},
             "versions": self.versions.state(), "segment_values": self.segment_values.state(),
             "too_late_by_model": dict(self.store.too_late_by_model),
+            "pairing": self.pairing.state(),
+            "class_scores": [[_key_text(k), c.classes, c.everything, c.chosen] for k, c in self.class_scores.items()],
         }
         return encode_state("aggregator", CHECKPOINT_VERSION, state)
 
@@ -374,6 +446,10 @@ class Aggregator:
             error_model.load({k: np.asarray(v, np.float64) for k, v in arrays.items()})
         out.estimates = {_key_of(t): {name: (float(v), int(n)) for name, (v, n) in e.items()}
                          for t, e in state.get("estimates", {}).items()}
+        out.pairing.load(state.get("pairing", {}))
+        for text, classes, everything, chosen in state.get("class_scores", []):  # absent before multiclass CBPE
+            scores = out.class_scores[_key_of(text)] = MulticlassScores(bins=CLASS_SCORE_BINS)
+            scores.classes, scores.everything, scores.chosen = list(classes), everything, chosen
         if "versions" in state:  # checkpoints written before the cardinality limits have none
             out.versions = BoundedValues.from_state(state["versions"], out.versions.limit)
             out.segment_values = BoundedValues.from_state(state["segment_values"], out.segment_values.limit)
@@ -388,6 +464,14 @@ def _key_text(key: WindowKey) -> str:
 def _key_of(text: str) -> WindowKey:
     model_id, version, segment, start = orjson.loads(text)
     return (model_id, version, segment, int(start))
+
+
+def _by_window(versions: list[str], starts: np.ndarray) -> list[tuple[tuple[str, int], np.ndarray]]:
+    """Row indices per (version, window start)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, key in enumerate(zip(versions, starts.tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
+    return [(key, np.asarray(rows)) for key, rows in groups.items()]
 
 
 def _labels(values: list[Any], regression: bool) -> np.ndarray:

@@ -118,14 +118,12 @@ def split_batch(batch: dict[str, Any], max_items: int = 1000) -> list[dict[str, 
     >>> [(len(c["preds"]["off"]), len(c["outs"]["off"])) for c in split_batch(b, max_items=2)]
     [(2, 1), (2, 0), (1, 0)]
     """
-    n = max(len(batch["preds"]["off"]), len(batch["outs"]["off"]))
+    sides = [side for side in ("preds", "outs", "cmp") if side in batch]
+    n = max(len(batch[side]["off"]) for side in sides)
     if n <= max_items:
         return [batch]
-    return [
-        {**batch, "preds": {k: v[lo:lo + max_items] for k, v in batch["preds"].items()},
-         "outs": {k: v[lo:lo + max_items] for k, v in batch["outs"].items()}}
-        for lo in range(0, n, max_items)
-    ]
+    return [{**batch, **{side: {k: v[lo:lo + max_items] for k, v in batch[side].items()} for side in sides}}
+            for lo in range(0, n, max_items)]
 
 
 def batch_items(batch: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -161,10 +159,16 @@ def item_dead_letter(batch: Mapping[str, Any], side: str, i: int, topics: tuple[
                        "processing_error", error, limits)
 
 
+def _new_cmp() -> dict[str, list[Any]]:
+    """The ``cmp`` section of a champion's batch record: labelled outcomes of its group, for the pairing."""
+    return {"mid": [], "off": [], "pid": [], "ts": [], "label": [], "pred": []}
+
+
 def _new_batch(model_id: str, partition: int) -> dict[str, Any]:
     return {
         "model_id": model_id, "partition": partition,
-        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": []},
+        "preds": {"off": [], "pid": [], "ver": [], "seg": [], "ts": [], "pred": [], "score": [], "lat": [], "feat": [],
+                  "probs": []},
         "outs": {"src": [], "off": [], "pid": [], "lts": [], "ver": [], "seg": [], "ts": [], "label": [], "pred": [],
                  "score": [], "biz": []},
     }
@@ -348,21 +352,31 @@ class Ingest:
         else:
             validate = validate_prediction if decode is decode_predictions else validate_ground_truth
             events, rejections = self._decode_payloads(records, payload, validate)
-        rejected = {r.index for r in rejections}
-        for r in rejections:
-            self._reject(result, records[r.index], r.reason, r.error)
-        good = [record for i, record in enumerate(records) if i not in rejected]
+        if rejections:
+            rejected = {r.index for r in rejections}
+            for r in rejections:
+                self._reject(result, records[r.index], r.reason, r.error)
+            good = [record for i, record in enumerate(records) if i not in rejected]
+        else:
+            good = records
         times = epoch_ms([e.timestamp for e in events])
+        if not times:
+            return []
         bounds = self.bounds
+        received = [min(r.timestamp_ms, now_ms) if r.timestamp_ms > 0 else now_ms for r in good]
+        # one check for the batch: its latest event within the skew of the earliest receipt, its earliest within
+        # the age of the latest receipt; only a batch that fails it is checked record by record
+        if max(times) <= min(received) + bounds.max_future_skew_ms and (
+                not bounds.max_event_age_ms or min(times) >= max(received) - bounds.max_event_age_ms):
+            return list(zip(good, events, times, strict=True))
         out = []
-        for record, event, ts in zip(good, events, times, strict=True):
-            received = min(record.timestamp_ms, now_ms) if record.timestamp_ms > 0 else now_ms
-            if ts > received + bounds.max_future_skew_ms:
+        for record, event, ts, at in zip(good, events, times, received, strict=True):
+            if ts > at + bounds.max_future_skew_ms:
                 self._reject(result, record, "timestamp_in_future",
                              f"timestamp {event.timestamp.isoformat()} is more than "
                              f"{bounds.max_future_skew_ms // 1000} s after the record was received "
                              "(DRIFTWARDEN_MAX_FUTURE_SKEW_SECONDS)")
-            elif bounds.max_event_age_ms and ts < received - bounds.max_event_age_ms:
+            elif bounds.max_event_age_ms and ts < at - bounds.max_event_age_ms:
                 self._reject(result, record, "timestamp_out_of_range",
                              f"timestamp {event.timestamp.isoformat()} is more than "
                              f"{bounds.max_event_age_ms // 86_400_000} days before the record was received "
@@ -371,10 +385,25 @@ class Ingest:
                 out.append((record, event, ts))
         return out
 
+    def _plain_models(self, model_ids: set[str | None]) -> bool:
+        """Whether every model of a batch is registered and not a regression (then no event needs a per-event
+        registry or task check), looked up once per model."""
+        for model_id in model_ids:
+            if model_id is None:
+                continue
+            model = self.registry.get(model_id)
+            if model is None or model.spec.task == "regression":
+                return False
+        return True
+
     def _screen_predictions(self, records: list[RawRecord], result: IngestResult, pending: dict[str, ModelSpec],
                             now_ms: int) -> list[tuple[RawRecord, PredictionEvent, int]]:
+        decoded: list[tuple[RawRecord, PredictionEvent, int]] = self._decoded(records, decode_predictions, result,
+                                                                            now_ms)
+        if self._plain_models({e.model_id for _, e, _ in decoded}):
+            return decoded
         accepted: list[tuple[RawRecord, PredictionEvent, int]] = []
-        for record, event, ts in self._decoded(records, decode_predictions, result, now_ms):
+        for record, event, ts in decoded:
             model = self.registry.get(event.model_id)
             spec = model.spec if model is not None else pending.get(event.model_id)
             if spec is None:
@@ -404,8 +433,12 @@ class Ingest:
 
     def _screen_labels(self, records: list[RawRecord], result: IngestResult,
                        now_ms: int) -> list[tuple[RawRecord, GroundTruthEvent, int]]:
+        decoded: list[tuple[RawRecord, GroundTruthEvent, int]] = self._decoded(records, decode_ground_truth, result,
+                                                                             now_ms)
+        if self._plain_models({e.model_id for _, e, _ in decoded}):
+            return decoded
         accepted = []
-        for record, event, ts in self._decoded(records, decode_ground_truth, result, now_ms):
+        for record, event, ts in decoded:
             model = self.registry.get(event.model_id) if event.model_id is not None else None
             if model is not None and model.spec.task == "regression" and not _is_number(event.label):
                 self._reject(result, record, "wrong_prediction_kind",
@@ -419,40 +452,42 @@ class Ingest:
                      result: IngestResult, pending: dict[str, ModelSpec]) -> None:
         join = self.join_for(partition)
         self._share(join)
-        keys = [join.intern(e.model_id, e.model_version, _segment_text(e.segment)) for _, e, _ in accepted]
+        records = [r for r, _, _ in accepted]
+        events = [e for _, e, _ in accepted]
         ts = [t for _, _, t in accepted]
+        intern = join.intern
+        keys = [intern(e.model_id, e.model_version, _segment_text(e.segment) if e.segment else "") for e in events]
         self._advance(partition, PREDICTIONS, max(ts))
-        preds = [_label_text(e.prediction) for _, e, _ in accepted]
-        scores = [float("nan") if e.score is None else e.score for _, e, _ in accepted]
-        joined = join.add_predictions([e.prediction_id for _, e, _ in accepted], keys, ts, preds, scores)
+        preds = [p if type(p) is str else _label_text(p) for p in [e.prediction for e in events]]
+        nan = float("nan")
+        scores = [nan if s is None else s for s in [e.score for e in events]]
+        joined = join.add_predictions([e.prediction_id for e in events], keys, ts, preds, scores)
         duplicates = set(joined.rejected.tolist())
-        preds_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's prediction columns
-        for i, (record, event, _) in enumerate(accepted):
-            if i in duplicates:
-                self._reject(result, record, "duplicate_prediction_id",
-                             f"prediction_id {event.prediction_id!r} was already received from model "
-                             f"{event.model_id!r}: ids must be unique per model")
-                continue
-            p = preds_of.get(event.model_id)
-            if p is None:
-                spec = pending.pop(event.model_id, None)
-                if spec is not None:  # the model's first accepted prediction registers it
-                    model = RegisteredModel(spec=spec, source="auto")
-                    self.registry.put(model)
-                    result.registered.append(model)
-                p = preds_of[event.model_id] = result.batch(event.model_id, partition)["preds"]
-            p["off"].append(record.offset)
-            p["pid"].append(event.prediction_id)
-            p["ver"].append(event.model_version)
-            p["seg"].append(event.segment)
-            p["ts"].append(ts[i])
-            p["pred"].append(preds[i])
-            p["score"].append(scores[i])
-            p["lat"].append(float("nan") if event.latency_ms is None else event.latency_ms)
-            p["feat"].append(event.features)
+        for i in sorted(duplicates):
+            self._reject(result, records[i], "duplicate_prediction_id",
+                         f"prediction_id {events[i].prediction_id!r} was already received from model "
+                         f"{events[i].model_id!r}: ids must be unique per model")
+        model_ids = [e.model_id for e in events]
+        for model_id, idx in _positions_by(model_ids, duplicates).items():  # models in order of first appearance
+            spec = pending.pop(model_id, None)
+            if spec is not None:  # the model's first accepted prediction registers it
+                model = RegisteredModel(spec=spec, source="auto")
+                self.registry.put(model)
+                result.registered.append(model)
+            p = result.batch(model_id, partition)["preds"]
+            mine = events if len(idx) == len(events) else [events[i] for i in idx]
+            p["off"].extend([records[i].offset for i in idx])
+            p["pid"].extend([e.prediction_id for e in mine])
+            p["ver"].extend([e.model_version for e in mine])
+            p["seg"].extend([e.segment for e in mine])
+            p["ts"].extend([ts[i] for i in idx])
+            p["pred"].extend([preds[i] for i in idx])
+            p["score"].extend([scores[i] for i in idx])
+            p["lat"].extend([nan if v is None else v for v in [e.latency_ms for e in mine]])
+            p["feat"].extend([e.features for e in mine])
+            p["probs"].extend([e.scores for e in mine])  # per-class probabilities (multiclass CBPE); mostly None
         result.accepted += len(accepted) - len(duplicates)
-        self._emit_pairs(joined, join, partition, result, source=PREDICTIONS,
-                         records=[r for r, _, _ in accepted])
+        self._emit_pairs(joined, join, partition, result, source=PREDICTIONS, records=records)
 
     def _labels(self, partition: int, accepted: list[tuple[RawRecord, GroundTruthEvent, int]],
                 result: IngestResult) -> None:
@@ -470,40 +505,72 @@ class Ingest:
 
     def _emit_pairs(self, pairs: JoinResult, join: JoinState, partition: int, result: IngestResult, source: int,
                     records: list[RawRecord]) -> None:
-        segments: dict[int, dict[str, str]] = {}  # one parsed segment per model key, shared by its outcomes
-        outs_of: dict[str, dict[str, list[Any]]] = {}  # model -> its batch's outcome columns
-        regression: dict[str, bool] = {}
         sign, model_key, index = pairs.sign.tolist(), pairs.model_key.tolist(), pairs.index.tolist()
-        ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
-        for i in range(len(pairs)):
-            if sign[i] < 0:  # retraction under the "latest" policy; windows cannot subtract yet
-                result.retractions += 1
-                continue
-            key = model_key[i]
+        # per model key, once: its model, version, parsed segment (one dict shared by its outcomes) and task
+        models: dict[int, tuple[str, str, dict[str, str], bool]] = {}
+        for key in set(model_key):
             model_id, version, segment = join.lookup(key)
-            if regression.setdefault(model_id, self._regression(model_id)) and not (
-                    isinstance(pairs.label[i], float) and isinstance(pairs.prediction[i], float)):
-                record = records[index[i]]
-                self._reject(result, record, "wrong_prediction_kind",
-                             f"model {model_id!r} is a regression: the label {pairs.label[i]!r} of prediction_id "
-                             f"{pairs.ids[i]!r} (prediction {pairs.prediction[i]!r}) must be a number")
-                continue
-            if key not in segments:
-                segments[key] = orjson.loads(segment) if segment else {}
-            o = outs_of.get(model_id)
-            if o is None:
-                o = outs_of[model_id] = result.batch(model_id, partition)["outs"]
-            o["src"].append(source)
-            o["off"].append(records[index[i]].offset)
-            o["pid"].append(pairs.ids[i])
-            o["ver"].append(version)
-            o["seg"].append(segments[key])
-            o["ts"].append(ts_ms[i])
-            o["lts"].append(label_ts_ms[i])
-            o["label"].append(pairs.label[i])
-            o["pred"].append(pairs.prediction[i])
-            o["score"].append(score[i])
-            o["biz"].append(dict(pairs.business[i]))
+            models[key] = (model_id, version, orjson.loads(segment) if segment else {}, self._regression(model_id))
+        skip: set[int] = set()
+        if any(s < 0 for s in sign) or any(m[3] for m in models.values()):
+            for i in range(len(pairs)):
+                if sign[i] < 0:  # retraction under the "latest" policy; windows cannot subtract yet
+                    result.retractions += 1
+                    skip.add(i)
+                    continue
+                model_id = models[model_key[i]][0]
+                if models[model_key[i]][3] and not (
+                        isinstance(pairs.label[i], float) and isinstance(pairs.prediction[i], float)):
+                    skip.add(i)
+                    self._reject(result, records[index[i]], "wrong_prediction_kind",
+                                 f"model {model_id!r} is a regression: the label {pairs.label[i]!r} of "
+                                 f"prediction_id {pairs.ids[i]!r} (prediction {pairs.prediction[i]!r}) must be a "
+                                 "number")
+        ts_ms, label_ts_ms, score = pairs.ts_ms.tolist(), pairs.label_ts_ms.tolist(), pairs.score.tolist()
+        key_models = [models[k][0] for k in model_key]
+        champions, shared = self.registry.champions(), self.registry.shared()
+        for model_id, idx in _positions_by(key_models, skip).items():
+            o = result.batch(model_id, partition)["outs"]
+            o["src"].extend([source] * len(idx))
+            o["off"].extend([records[index[i]].offset for i in idx])
+            o["pid"].extend([pairs.ids[i] for i in idx])
+            o["ver"].extend([models[model_key[i]][1] for i in idx])
+            o["seg"].extend([models[model_key[i]][2] for i in idx])
+            o["ts"].extend([ts_ms[i] for i in idx])
+            o["lts"].extend([label_ts_ms[i] for i in idx])
+            o["label"].extend([pairs.label[i] for i in idx])
+            o["pred"].extend([pairs.prediction[i] for i in idx])
+            o["score"].extend([score[i] for i in idx])
+            o["biz"].extend([dict(pairs.business[i]) for i in idx])
+            if shared and model_id in shared:  # a champion/challenger group: pair it with the others' outcomes
+                champion = champions.get(model_id, model_id)
+                if champion in self.registry:
+                    c = result.batch(champion, partition).setdefault("cmp", _new_cmp())
+                    c["mid"].extend([model_id] * len(idx))
+                    c["off"].extend(o["off"][-len(idx):])
+                    c["pid"].extend(o["pid"][-len(idx):])
+                    c["ts"].extend(o["ts"][-len(idx):])
+                    c["label"].extend(o["label"][-len(idx):])
+                    c["pred"].extend(o["pred"][-len(idx):])
+
+
+def _positions_by(keys: Sequence[str], skip: set[int]) -> dict[str, Sequence[int]]:
+    """Positions of ``keys`` grouped by key, in order of first appearance, leaving out ``skip``.
+
+    >>> _positions_by(["a", "b", "a", "b"], {1})
+    {'a': [0, 2], 'b': [3]}
+    """
+    if not skip and keys and keys.count(keys[0]) == len(keys):
+        return {keys[0]: range(len(keys))}
+    out: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if i not in skip:
+            found = out.get(key)
+            if found is None:
+                out[key] = [i]
+            else:
+                found.append(i)
+    return dict(out)
 
 
 def _is_number(value: object) -> bool:
@@ -521,8 +588,10 @@ def _merged(results: list[IngestResult]) -> IngestResult:
         out.replayed += part.replayed
         for key, batch in part.batches.items():
             into = out.batch(*key)
-            for side in ("preds", "outs"):
-                for column, values in batch[side].items():
+            if "cmp" in batch:
+                into.setdefault("cmp", _new_cmp())
+            for side in ("preds", "outs", "cmp"):
+                for column, values in batch.get(side, {}).items():
                     into[side][column].extend(values)
     return out
 

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,19 @@ def segment_keys(segment: Mapping[str, str], fields: Sequence[str]) -> list[str]
 def segment_fields_of(spec: ModelSpec) -> list[str]:
     """The fields that get segment rows: the declared segment fields, then protected attributes (fairness)."""
     return [*spec.segment_fields, *(a for a in spec.protected_attributes if a not in spec.segment_fields)]
+
+
+def _codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """An integer code per value (distinct values in order of first appearance) and the values of the codes.
+
+    >>> codes, of = _codes(["b", "a", "b"]); codes.tolist(), of
+    ([0, 1, 0], ['b', 'a'])
+    """
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) == 1:
+        return np.zeros(len(values), np.int64), distinct
+    code = {value: i for i, value in enumerate(distinct)}
+    return np.fromiter(map(code.__getitem__, values), np.int64, len(values)), distinct
 
 
 @dataclass
@@ -75,20 +89,44 @@ class WindowStore:
 
     def _groups(
         self, model_id: str, versions: Sequence[str], segments: Sequence[Mapping[str, str]], ts_ms: np.ndarray
-    ) -> dict[WindowKey, list[int]]:
+    ) -> dict[WindowKey, np.ndarray]:
+        """Positions of the events of each window row (ascending), grouped with integer codes per batch."""
         spec = self.spec_for(model_id)
         size = self._size_ms(spec)
         starts = ts_ms - np.mod(ts_ms, size)
-        groups: dict[WindowKey, list[int]] = defaultdict(list)
         fields = segment_fields_of(spec)
         horizon = self.evicted_until.get(model_id, -(2**62))
-        for i, (version, segment, start) in enumerate(zip(versions, segments, starts.tolist(), strict=True)):
-            if start < horizon:  # its window was evicted: re-creating it would overwrite the complete row
-                self.too_late += 1
-                self.too_late_by_model[model_id] = self.too_late_by_model.get(model_id, 0) + 1
-                continue
-            for seg in segment_keys(segment, fields):
-                groups[(model_id, version, seg, int(start))].append(i)
+        live = np.flatnonzero(starts >= horizon)  # an evicted window: re-creating it would overwrite the full row
+        late = len(starts) - live.size
+        if late:
+            self.too_late += late
+            self.too_late_by_model[model_id] = self.too_late_by_model.get(model_id, 0) + late
+        groups: dict[WindowKey, np.ndarray] = {}
+        if live.size == 0:
+            return groups
+        rows = live.tolist()
+        everyone = late == 0
+        version_code, version_of = _codes(versions if everyone else [versions[i] for i in rows])
+        start_of, start_code = np.unique(starts[live], return_inverse=True)
+        n_starts = len(start_of)
+        for name in ("", *fields):
+            if name:
+                values = [seg.get(name) for seg in segments] if everyone else [segments[i].get(name) for i in rows]
+                value_code, value_of = _codes(values)
+            else:
+                value_code, value_of = np.zeros(live.size, np.int64), [None]
+            combined = (version_code * len(value_of) + value_code) * n_starts + start_code.reshape(-1)
+            order = np.argsort(combined, kind="stable")
+            ordered = combined[order]
+            cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+            for chunk, code in zip(np.split(order, cuts), ordered[np.r_[0, cuts]].tolist(), strict=True):
+                rest, s = divmod(code, n_starts)
+                v, g = divmod(rest, len(value_of))
+                value = value_of[g]
+                if name and value is None:  # events without this segment field
+                    continue
+                segment = f"{name}={value}" if name else ""
+                groups[(model_id, version_of[v], segment, int(start_of[s]))] = live[chunk]
         return groups
 
     def _window(self, key: WindowKey) -> WindowAccumulator:

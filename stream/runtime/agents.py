@@ -52,6 +52,7 @@ from stream.monitor.report import (
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS, Aggregator
 from stream.pipeline.barrier import StageFailure, describe, isolate
 from stream.pipeline.ingest import Ingest, RawRecord, batch_items, item_dead_letter, select_items, split_batch
+from stream.pipeline.pairing import COMPARISON_COLUMNS
 from stream.pipeline.rows import (
     ALERT_COLUMNS,
     DEAD_LETTER_COLUMNS,
@@ -564,12 +565,14 @@ class Runtime:
         rows: list[tuple[Any, ...]] = []
         reports: list[WindowReport] = []
         detections: list[tuple[Any, ...]] = []
+        comparisons: list[tuple[Any, ...]] = []
         async with self.locks["aggregate"]:
             self.silences.apply_to(self.monitor_trackers())  # also monitors created since the last silence
             for aggregator in self.aggregators.values():
                 reports.extend(aggregator.tick(int(time.time() * 1000), idle, close_all))
                 rows.extend(aggregator.window_rows())
                 detections.extend(aggregator.take_detections())
+                comparisons.extend(aggregator.comparison_rows())
         self.telemetry.windows_open.set(sum(len(a.store.windows) for a in self.aggregators.values()))
         closed_at = dt.datetime.now(dt.UTC)
         for report in reports:
@@ -583,6 +586,7 @@ class Runtime:
                               [(*r, version) for report in reports for r in report.feature_drift]),
             "data_quality": ((*DATA_QUALITY_COLUMNS, "version"),
                              [(*r, version) for report in reports for r in report.data_quality]),
+            "model_comparisons": (COMPARISON_COLUMNS, comparisons),
         }
         for table, (columns, table_rows) in tables.items():
             if table_rows:

@@ -21,6 +21,7 @@ from stream.kafka.security import client_options, describe
 from stream.kafka.topics import ensure_topics, epoch_topic
 from stream.pipeline.aggregate import WINDOW_METRIC_COLUMNS
 from stream.runtime.agents import Runtime, fatal_exit
+from stream.runtime.gc_policy import tune_gc
 from stream.runtime.local_files import data_dir_lock, is_loopback, read_runtime, remove_runtime, write_runtime
 from stream.runtime.telemetry import Telemetry
 from stream.runtime.web import WebLimits, build_web_app, start_web
@@ -132,6 +133,7 @@ class Service:
         self.runtime = Runtime(s, self.bootstrap, self.ch, self.sink, telemetry, s.tansu)
         runtime = self.runtime
         runtime.load_registry()
+        tune_gc()  # after startup: its heap is frozen, and collections run far less often (stream.runtime.gc_policy)
         runtime.epoch = asyncio.run(broker_epoch(self.bootstrap, epoch_topic(s.app_id),
                                                  security=client_options(s, s.embedded_kafka)))
         runtime.on_failure.append(self.stop)

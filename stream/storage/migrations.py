@@ -125,6 +125,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         """ALTER TABLE {db}.drift_events ADD COLUMN segment String,
             MODIFY ORDER BY (model_id, model_version, signal, detector, position, segment)""",
     )),
+    # --- issue 17: paired champion/challenger comparisons per champion window
+    Migration(60, "champion/challenger comparisons", (
+        f"""CREATE TABLE IF NOT EXISTS {{db}}.model_comparisons (
+            champion_id LowCardinality(String), challenger_id LowCardinality(String), window_start {_TS},
+            window_end {_TS}, metric LowCardinality(String), pairs UInt64, champion_value Float64,
+            challenger_value Float64, difference Float64, agreement Float64, champion_only UInt64,
+            challenger_only UInt64, statistic Float64, p_value Float64, test LowCardinality(String),
+            verdict LowCardinality(String), version UInt64, updated_at {_TS}
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (champion_id, challenger_id, window_start)""",
+    )),
 )
 
 

@@ -1,6 +1,6 @@
 """A challenger (shadow) model scoring the same requests as its champion, with the same prediction_ids, on
 the real broker and engine: one label per request reaches both models, each gets its own outcomes and
-window metrics."""
+window metrics, the window's paired comparison lands in model_comparisons and a rule on its verdict fires."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from scipy.stats import chi2
 
 from stream.alerts.rules import DEFAULT_RULES
 from stream.contracts.events import ModelSpec
@@ -30,7 +31,9 @@ def spec(model_id: str, champion: str | None = None) -> dict[str, Any]:
         "model_id": model_id, "version": "1", "task": "binary_classification", "positive_class": "yes",
         "features": [{"name": "x", "type": "numeric"}], "champion": champion,
         "monitor": {"window_seconds": 10, "allowed_lateness_seconds": 0, "max_label_delay_seconds": 3600},
-        "rules": [{"disable": rule["name"]} for rule in DEFAULT_RULES],
+        "rules": [{"disable": rule["name"]} for rule in DEFAULT_RULES] + ([] if champion else [
+            {"kind": "threshold", "name": "champion-wins", "metric": "challenger_verdict:churn-next", "op": "<=",
+             "value": -1, "min_samples": 30}]),
     }
 
 
@@ -80,7 +83,14 @@ def test_shadow_model_gets_its_own_outcomes(make_worker: Any) -> None:
                               "ORDER BY model_id")
             return rows if [r["samples"] for r in rows] == [LABELLED, PER_WINDOW] else []
 
+        def comparison() -> list[dict[str, Any]]:
+            rows = worker.sql("SELECT * FROM driftwarden.model_comparisons FINAL")
+            return rows if [r["pairs"] for r in rows] == [LABELLED] else []
+
         counts = wait_until(all_outcomes, 60, 0.5, "the outcomes of both models")
+        compared = wait_until(comparison, 30, 0.5, "the comparison")
+        alerts = wait_until(lambda: worker.sql("SELECT rule, state, observed FROM driftwarden.alerts FINAL"), 30,
+                            0.5, "the champion-wins alert")
         accuracy = wait_until(accuracies, 30, 0.5, "the accuracy of both models")
         dead = worker.sql("SELECT reason FROM driftwarden.dead_letters")
         assert worker.stop() == 0
@@ -89,3 +99,14 @@ def test_shadow_model_gets_its_own_outcomes(make_worker: Any) -> None:
     assert counts[1]["right"] == sum(1 for i in range(PER_WINDOW) if i % 10 < 6)
     assert [(r["model_id"], r["samples"]) for r in accuracy] == [("churn", LABELLED), ("churn-next", PER_WINDOW)]
     assert dead == []
+    champion_right = [i % 10 != 0 for i in range(PER_WINDOW) if i % 20]  # the pairs: labels naming no model
+    challenger_right = [i % 10 < 6 for i in range(PER_WINDOW) if i % 20]
+    b = sum(x and not y for x, y in zip(champion_right, challenger_right, strict=True))
+    c = sum(y and not x for x, y in zip(champion_right, challenger_right, strict=True))
+    row = compared[0]
+    assert (row["champion_id"], row["challenger_id"], row["metric"], row["test"]) == (
+        "churn", "churn-next", "accuracy", "mcnemar_chi2")
+    assert (row["champion_only"], row["challenger_only"], row["verdict"]) == (b, c, "champion_better")
+    assert row["difference"] == pytest.approx((sum(challenger_right) - sum(champion_right)) / LABELLED)
+    assert row["p_value"] == pytest.approx(float(chi2.sf((abs(b - c) - 1) ** 2 / (b + c), 1)))
+    assert [(a["rule"], a["state"], a["observed"]) for a in alerts] == [("champion-wins", "firing", -1.0)]

@@ -91,3 +91,17 @@ def test_sasl_scram_end_to_end_when_the_broker_can_hold_a_user(sasl_broker: str)
         producer.send_predictions([{"prediction_id": "s1", "model_id": "sasl", "timestamp": 1_767_225_600_000,
                                     "prediction": "yes"}])
     assert producer.sent == 1
+
+
+def test_oauthbearer_against_a_broker_without_it_is_one_clear_line(sasl_broker: str, tmp_path: Path) -> None:
+    """tansu offers only SCRAM, so OAUTHBEARER cannot run end to end here: a client configured for it (the SDK,
+    through the same client options as every aiokafka client) fails at once with one line naming the settings."""
+    from stream.client import Producer
+
+    settings = Settings(kafka_bootstrap_servers=sasl_broker, kafka_flavor="tansu",  # type: ignore[call-arg]
+                        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="OAUTHBEARER",
+                        kafka_oauth_token="tok-secret", data_dir=tmp_path / "sdk")
+    with pytest.raises(UserError, match=r"^cannot connect to Kafka at .* over SASL_PLAINTEXT with OAUTHBEARER "
+                                        r"\(\w+\): check .*DRIFTWARDEN_KAFKA_OAUTH_\* settings") as raised:
+        Producer(sasl_broker, settings=settings)
+    assert "tok-secret" not in str(raised.value)

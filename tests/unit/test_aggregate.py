@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from stream.contracts.events import FeatureSpec, ModelSpec, MonitorSettings
-from stream.pipeline.aggregate import Aggregator
+from stream.contracts.state_codec import decode_state, encode_state
+from stream.pipeline.aggregate import CHECKPOINT_VERSION, Aggregator
 from stream.pipeline.ingest import _new_batch
 
 WINDOW_MS = 60_000
@@ -110,6 +112,38 @@ def test_only_the_report_of_a_window_closing_is_marked_as_its_close() -> None:
     aggregator.apply(_outcomes(range(100), T0 + 1_000, "0"))
     revised = aggregator.tick(now, idle=False)
     assert revised and not any(r.closes_window for r in revised)
+
+
+def test_multiclass_windows_carry_the_cbpe_estimate_and_it_survives_a_checkpoint() -> None:
+    spec = ModelSpec(model_id="m", task="multiclass_classification", features=[FeatureSpec(name="x", type="numeric")],
+                     rules=[{"disable": "default-label-coverage"}],
+                     monitor=MonitorSettings(window_seconds=60, allowed_lateness_seconds=0, reference_events=10_000))
+    rng = np.random.default_rng(8)
+    probs = rng.dirichlet([1.0, 1.0, 1.0], 300).round(2)  # on the 0.01 grid of the aggregator's histograms
+    classes = ["a", "b", "c"]
+    batch = _predictions(range(300), T0 + 1_000)
+    batch["preds"]["pred"] = [classes[int(np.argmax(row))] for row in probs]
+    batch["preds"]["probs"] = [dict(zip(classes, row.tolist(), strict=True)) for row in probs]
+    batch["preds"]["probs"][0] = None  # a prediction without scores is left out of the estimate
+    aggregator = Aggregator(lambda _: spec)
+    aggregator.apply(batch)
+    old = _predictions(range(300, 301), T0 + 2 * WINDOW_MS)
+    del old["preds"]["probs"]  # an internal record written before the column existed
+    aggregator.apply(old)
+    aggregator.tick(T0 + 10 * WINDOW_MS, idle=False)
+    rows = {r[5]: (r[6], r[7]) for r in aggregator.window_rows() if r[2] == "" and r[3].timestamp() * 1000 == T0}
+    chosen = probs[1:].max(axis=1)  # the probability of each predicted class
+    assert rows["estimated_accuracy"] == (pytest.approx(chosen.mean(), abs=1e-9), 299)
+    assert rows["estimated_accuracy_lower"][0] < rows["estimated_accuracy"][0] < rows["estimated_accuracy_upper"][0]
+    restored = Aggregator.restore(aggregator.snapshot(), lambda _: spec)
+    assert restored.estimates == aggregator.estimates
+    assert restored.class_scores.keys() == aggregator.class_scores.keys()
+    key = next(iter(aggregator.class_scores))
+    assert np.array_equal(restored.class_scores[key].chosen, aggregator.class_scores[key].chosen)
+    # a checkpoint written before multiclass CBPE has no class scores: it loads, without them
+    version, state = decode_state(aggregator.snapshot(), "aggregator", (CHECKPOINT_VERSION,))
+    del state["class_scores"]
+    assert Aggregator.restore(encode_state("aggregator", version, state), lambda _: spec).class_scores == {}
 
 
 def test_checkpointed_windows_are_deflated_and_an_older_checkpoint_with_plain_windows_still_loads() -> None:

@@ -21,8 +21,10 @@ from stream.errors import UserError
 from stream.kafka.payloads import decoder, payload_decoders
 from stream.kafka.protobuf_payloads import ProtobufDecoder
 from stream.kafka.registry_payloads import AvroReader, JsonSchemaReader
+from stream.pipeline.barrier import StageFailure
 from stream.pipeline.ingest import Ingest, RawRecord
 from tests.protobuf_messages import F, scored_request, scored_request_type
+from tests.schema_registry import running_registry
 
 SCHEMA = """{"type": "record", "name": "P", "fields": [{"name": "id", "type": "string"},
   {"name": "model_id", "type": "string"}, {"name": "timestamp", "type": "long"},
@@ -180,3 +182,28 @@ def test_avro_and_json_schema_readers_match_confluent_kafkas_deserializers() -> 
         AvroReader(client)(b"\0\0\0\0\x02{}")
     with pytest.raises(ValueError, match="json_schema payload could not be decoded"):
         JsonSchemaReader(client)(b"\0\0\0\0\x02{nope")
+
+
+@pytest.mark.parametrize("fmt", ["avro", "protobuf", "json_schema"])
+def test_an_unreachable_or_refusing_registry_stops_the_stage_instead_of_dead_lettering(fmt: str) -> None:
+    """An unknown schema id is the record's fault (dead letter); a registry that cannot be reached or refuses
+    the credentials is not: the ingest stage raises StageFailure (the worker exits, restarts from its
+    checkpoint, and the records are read again), so nothing is dead-lettered while the registry is away."""
+    record = RawRecord("predictions", 0, 0, b"r1", b"\0\0\0\0\x01\0body", (), 1_767_225_600_000)
+    with running_registry("user", "right") as (url, _):
+        for password, expected in (("right", None), ("wrong", "401")):
+            client = SchemaRegistryClient({"url": url, "basic.auth.user.info": f"user:{password}"})
+            ingest = Ingest(Registry(), Limits(), "predictions", "ground_truth", 60_000,
+                            payloads=payload_decoders(Settings(payload_format_predictions=fmt), client))
+            if expected is None:  # reachable, id 1 unknown: a dead letter
+                result = ingest.process([record])
+                assert [d.reason for d in result.dead_letters] == ["undecodable"]
+                assert "schema id 1 could not be fetched" in result.dead_letters[0].error
+            else:
+                with pytest.raises(StageFailure, match=f"did not answer for schema id 1 .*{expected}"):
+                    ingest.process([record])
+    closed = SchemaRegistryClient({"url": "http://127.0.0.1:1", "max.retries": 0})
+    ingest = Ingest(Registry(), Limits(), "predictions", "ground_truth", 60_000,
+                    payloads=payload_decoders(Settings(payload_format_predictions=fmt), closed))
+    with pytest.raises(StageFailure, match=r"schema id 1 \(ConnectError.*DRIFTWARDEN_SCHEMA_REGISTRY_URL"):
+        ingest.process([record])

@@ -51,3 +51,49 @@ def test_label_naming_a_model_reaches_only_that_model() -> None:
     pipeline.send([prediction("r1", "b")])
     assert pipeline.reasons() == ["duplicate_prediction_id"]
     assert "'b'" in pipeline.dead[0].error
+
+
+def test_champion_and_challenger_are_compared_per_window() -> None:
+    pipeline = Pipeline()
+    pipeline.registry.put(spec("champ"))
+    pipeline.registry.put(spec("chall", champion="champ"))
+    truth = ["yes" if i % 3 else "no" for i in range(60)]
+    champ = [t if i % 10 else ("no" if t == "yes" else "yes") for i, t in enumerate(truth)]  # 54 right
+    chall = [t if i % 2 else ("no" if t == "yes" else "yes") for i, t in enumerate(truth)]  # 30 right
+    ids = [f"r{i}" for i in range(60)]
+    pipeline.send([prediction(i, "champ", p) for i, p in zip(ids, champ, strict=True)])
+    pipeline.send(labels=[label(i, t) for i, t in zip(ids[:30], truth[:30], strict=True)])
+    pipeline.send([prediction(i, "chall", p) for i, p in zip(ids, chall, strict=True)],  # after half the labels
+                  [label(i, t) for i, t in zip(ids[30:], truth[30:], strict=True)])
+    rows = pipeline.aggregator.comparison_rows()
+    assert len(rows) == 1 and rows[0][:2] == ("champ", "chall")
+    (_, _, start, end, metric, pairs, champion_value, challenger_value, difference, agreement, b, c, _, p_value,
+     test, verdict, *_) = rows[0]
+    right_champ = [p == t for p, t in zip(champ, truth, strict=True)]
+    right_chall = [p == t for p, t in zip(chall, truth, strict=True)]
+    assert (metric, pairs, test, verdict) == ("accuracy", 60, "mcnemar_exact", "champion_better")
+    assert (champion_value, challenger_value) == (54 / 60, 30 / 60)
+    assert difference == 30 / 60 - 54 / 60 and agreement == sum(a == b for a, b in zip(champ, chall, strict=True)) / 60
+    assert b == sum(x and not y for x, y in zip(right_champ, right_chall, strict=True)) and p_value < 0.001
+    assert c == sum(y and not x for x, y in zip(right_champ, right_chall, strict=True))
+    assert end - start == 300_000 and pipeline.aggregator.pairing.waiting["champ"].keys() == set(ids)
+    got = {m: v for m, (v, n) in pipeline.aggregator.pairing.metrics("champ", start).items()}
+    assert got == {"challenger_accuracy_difference:chall": difference, "challenger_p_value:chall": p_value,
+                   "challenger_agreement:chall": agreement, "challenger_verdict:chall": -1.0}
+
+
+def test_pairing_survives_an_aggregator_checkpoint() -> None:
+    from stream.pipeline.aggregate import Aggregator
+
+    pipeline = Pipeline()
+    pipeline.registry.put(spec("champ"))
+    pipeline.registry.put(spec("chall", champion="champ"))
+    pipeline.send([prediction("r1", "champ"), prediction("r2", "champ")], [label("r1"), label("r2")])
+    restored = Aggregator.restore(pipeline.aggregator.snapshot(), pipeline.aggregator.spec_for)
+    assert restored.pairing.waiting == pipeline.aggregator.pairing.waiting != {}
+    pipeline.aggregator = restored
+    pipeline.send([prediction("r1", "chall", "no"), prediction("r2", "chall", "yes")])
+    rows = restored.comparison_rows()
+    assert [(r[5], r[10], r[11]) for r in rows] == [(2, 1, 0)]  # pairs, b, c
+    again = Aggregator.restore(restored.snapshot(), restored.spec_for)
+    assert again.pairing.counts == restored.pairing.counts

@@ -110,3 +110,31 @@ def test_grouping_matches_a_plain_loop_over_events() -> None:
     assert {k: [int(i) for i in v] for k, v in got.items()} == expected
     assert store.too_late == late > 0
     assert store._groups("m", [], [], np.zeros(0, np.int64)) == {}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_rows_of_a_batch_match_a_per_event_grouping(seed: int) -> None:
+    """The vectorised grouping puts each event in the rows `segment_keys` names, positions ascending, and counts
+    events of evicted windows as too late."""
+    rng = np.random.default_rng(seed)
+    spec = ModelSpec.model_validate({"model_id": "m", "task": "regression", "segment_fields": ["r", "t"],
+                                     "monitor": {"window_seconds": 60}})
+    n = 400
+    versions = rng.choice(["1", "2", "10"], n).tolist()
+    segments = [{k: str(v) for k, v in (("r", rng.integers(3)), ("t", rng.integers(2)), ("x", 1))
+                 if rng.random() < 0.7} for _ in range(n)]
+    ts = rng.integers(0, 600_000, n).astype(np.int64)
+    store = WindowStore(lambda _: spec)
+    store.evicted_until["m"] = 120_000
+    got = {k: v.tolist() for k, v in store._groups("m", versions, segments, ts).items()}
+    expected: dict[tuple[str, str, str, int], list[int]] = {}
+    late = 0
+    for i in range(n):
+        start = int(ts[i]) - int(ts[i]) % 60_000
+        if start < 120_000:
+            late += 1
+            continue
+        for seg in segment_keys(segments[i], ["r", "t"]):
+            expected.setdefault(("m", versions[i], seg, start), []).append(i)
+    assert got == expected
+    assert store.too_late == late == store.too_late_by_model["m"]
