@@ -401,14 +401,20 @@ def add_grouped(accs: Sequence[QualityAccumulator | None], cols: Columns, group:
     order = np.argsort(g, kind="stable")
     g_sorted = g[order]
 
+    zeros = np.zeros(k + 1, dtype=np.int64)
+
     def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(g[mask], minlength=k + 1)
+        return np.bincount(g[mask], minlength=k + 1) if mask.any() else zeros
 
     for spec in first.specs:
         name = spec.name
         missing, mismatch = cols.missing[name], cols.mismatch[name]
-        valid = ~(missing | mismatch)
-        n_missing, n_mismatch, n_valid = count(missing), count(mismatch), count(valid)
+        n_missing, n_mismatch = count(missing), count(mismatch)
+        if n_missing is zeros and n_mismatch is zeros:  # the common case: every value valid
+            valid, n_valid = np.ones(cols.n, dtype=bool), sizes
+        else:
+            valid = ~(missing | mismatch)
+            n_valid = count(valid)
         absent_rows = cols.absent_rows.get(name)
         n_absent = count(absent_rows) if absent_rows is not None else np.zeros(k + 1, dtype=np.int64)
         extra: dict[int, tuple[Any, ...]] = {}

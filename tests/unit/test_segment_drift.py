@@ -247,3 +247,29 @@ def test_grouped_quality_counts_equal_add_columns_on_each_groups_rows() -> None:
         got = grouped[j]
         assert got is not None
         assert got.n == one.n and got.results() == one.results()
+
+
+def test_on_unchanged_data_the_segment_family_flags_at_most_about_alpha_of_the_windows() -> None:
+    """200 null model windows of 10 segments x 2 features, sampled from the reference itself: the share of windows
+    with any flagged segment test stays near alpha (0.01) with the family correction; uncorrected it is far above."""
+    from stream.monitor.drift_stats import Thresholds, compare
+
+    rng = np.random.default_rng(12)
+    ref = _reference(rng)
+    profiles = {name: ref[name] for name in ("x", "c")}
+    n_tests, segments = 3, 10  # x: KS and chi-square, c: chi-square
+    flagged = {"family": 0, "uncorrected": 0}
+    for _ in range(200):
+        any_flag = dict.fromkeys(flagged, False)
+        for _ in range(segments):
+            for p in profiles.values():
+                counts = rng.multinomial(300, np.asarray(p.counts) / sum(p.counts))
+                if p.kind == "categorical":
+                    counts = np.append(counts, 0)
+                for family, m in (("family", n_tests * segments), ("uncorrected", 1)):
+                    results = compare(p, counts, thresholds=Thresholds(), n_tests=m)
+                    any_flag[family] |= any(r.drifted for r in results)
+        for family, hit in any_flag.items():
+            flagged[family] += hit
+    assert flagged["family"] <= 4  # <= 2% of 200 windows (expected <= 1%: Bonferroni bounds it by alpha)
+    assert flagged["uncorrected"] >= 5 * max(flagged["family"], 3)
