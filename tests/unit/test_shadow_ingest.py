@@ -108,8 +108,8 @@ def test_unpaired_outcomes_expire_with_the_champion_windows_and_are_counted() ->
 
     champion_spec = spec("champ").spec
     pairing = Pairing(lambda _: champion_spec)
-    cmp: dict[str, list[Any]] = {"mid": ["champ", "chall", "champ"], "off": [0, 1, 2], "pid": ["a", "b", "c"], "ts": [0, 1000, 400_000],
-           "label": ["yes"] * 3, "pred": ["yes"] * 3}
+    cmp: dict[str, list[Any]] = {"mid": ["champ", "chall", "champ"], "off": [0, 1, 2], "pid": ["a", "b", "c"],
+                                 "ts": [0, 1000, 400_000], "label": ["yes"] * 3, "pred": ["yes"] * 3}
     assert pairing.add("champ", cmp, np.ones(3, bool)) == set()  # no request has both sides
     pairing.expire("champ", 300_000)
     assert set(pairing.waiting["champ"]) == {"c"} and pairing.unpaired == 2
