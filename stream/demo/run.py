@@ -65,7 +65,7 @@ class Demo:
         drift_after = opts.duration / 2 if opts.drift_after is None else opts.drift_after
         self.report.drift_at_ms = start_ms + int(drift_after * 1000)
         scenario = Scenario(seed=opts.seed, start_ms=start_ms, drift_at_ms=self.report.drift_at_ms,
-                            label_delay_mean_ms=3000)
+                            label_delay_mean_ms=3000, shadow=True)
         for spec in scenario.specs():
             spec["monitor"] = {**spec.get("monitor", {}), "window_seconds": opts.window_seconds,
                                "allowed_lateness_seconds": min(60, opts.window_seconds)}
@@ -109,9 +109,10 @@ class Demo:
             n, carry = int(carry), carry - int(carry)
             now_ms = start_ms + int(elapsed * 1000)
             if n:
-                for event in scenario.predictions(n, start_ms=now_ms, rate_per_s=opts.rate):
+                events = scenario.predictions(n, start_ms=now_ms, rate_per_s=opts.rate)
+                for event in events:
                     await producer.send(topic_p, orjson.dumps(event), key=event["prediction_id"].encode())
-                self.report.predictions += n
+                self.report.predictions += len(events)
             for label in scenario.due_labels(now_ms):
                 await producer.send(topic_g, orjson.dumps(label), key=label["prediction_id"].encode())
                 self.report.labels += 1
@@ -174,6 +175,14 @@ def summary(service: Service, report: DemoReport) -> str:
     for model_id in dict.fromkeys(row[0] for row in estimated):
         cells = [f"{t:%H:%M:%S} {e:.3f}/{r:.3f}" for m, t, e, r in estimated if m == model_id]
         lines.append(f"                  {model_id}: " + "  ".join(cells[-6:]))
+    _, compared = ch.query_rows(
+        f"SELECT champion_id, challenger_id, window_start, difference, p_value, verdict "
+        f"FROM {db}.model_comparisons FINAL ORDER BY champion_id, challenger_id, window_start")
+    lines += ["  champion vs challenger (accuracy difference challenger - champion, McNemar p, verdict per window)"]
+    for champion, challenger in dict.fromkeys((row[0], row[1]) for row in compared):
+        cells = [f"{t:%H:%M:%S} {d:+.3f} p={p:.2g} {v}" for c, m, t, d, p, v in compared
+                 if (c, m) == (champion, challenger)]
+        lines.append(f"                  {challenger} vs {champion}: " + "  ".join(cells[-4:]))
     alerts = service.runtime.alerts_published if service.runtime is not None else []
     lines += [f"  alerts          {len(alerts)}"]
     lines += [f"                  [{a.severity} {a.state}] {a.message}" for a in alerts]
@@ -187,6 +196,7 @@ def summary(service: Service, report: DemoReport) -> str:
               "AND metric IN ('accuracy', 'estimated_accuracy', 'mae', 'estimated_mae', 'label_coverage') "
               "ORDER BY model_id, window_start\"",
               f"  driftwarden sql \"SELECT * FROM {db}.drift_events ORDER BY event_time\"",
+              f"  driftwarden sql \"SELECT * FROM {db}.model_comparisons FINAL ORDER BY window_start\"",
               f"  driftwarden sql \"SELECT * FROM {db}.alerts ORDER BY time\""]
     if not report.drain_complete:
         lines.append("  (the pipeline had not consumed everything when the demo ended: rerun with a longer duration)")

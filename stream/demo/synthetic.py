@@ -11,6 +11,10 @@ Two demo models (:data:`DEMO_MODELS`, specs as plain dicts matching ``stream.con
     about 0.85. Ground truth carries ``business.revenue``: 8 % of the loan (a quarter of the income) if the
     model approved (predicted ``"repaid"``) and the loan was repaid, minus half the loan if it defaulted, 0 if
     declined.
+``credit-risk-next`` v1 (with ``shadow=True``: a challenger of ``credit-risk``, champion named in its spec)
+    Scores every credit-risk request (same prediction_id, features and label) with the same logistic model
+    without the debt_ratio term: a little worse than its champion before the drift, better after it (the
+    champion's debt_ratio coefficient then has the wrong sign), so the paired comparison flips.
 ``delivery-eta`` v1 (regression, minutes)
     Features distance_km, items, hour, courier_type, weather; segment ``region``. The true ETA is linear in
     the features plus N(0, 2²) noise; the model knows the coefficients, so MAE before drift is about 1.6.
@@ -44,6 +48,7 @@ import orjson
 __all__ = [
     "DEMO_MODELS",
     "DRIFTED_FEATURES",
+    "SHADOW_MODELS",
     "Scenario",
     "bench_events",
     "bench_specs",
@@ -129,7 +134,13 @@ def _eta_spec() -> dict[str, Any]:
     }
 
 
+def _credit_next_spec() -> dict[str, Any]:
+    return {**_credit_spec(), "model_id": "credit-risk-next", "version": "1", "champion": "credit-risk"}
+
+
 DEMO_MODELS: dict[str, dict[str, Any]] = {"credit-risk": _credit_spec(), "delivery-eta": _eta_spec()}
+SHADOW_MODELS: dict[str, dict[str, Any]] = {"credit-risk-next": _credit_next_spec()}
+"""The challenger of a demo model (``Scenario(shadow=True)``), by model id."""
 """ModelSpec dicts of the demo models by model id (read-only by convention; :func:`demo_specs` copies)."""
 
 DRIFTED_FEATURES: dict[str, list[str]] = {
@@ -192,6 +203,8 @@ class _Generated:
     score: list[float] | None
     label: list[Any]
     revenue: list[float] | None
+    shadow_prediction: list[Any] | None = None
+    shadow_score: list[float] | None = None
 
 
 def _credit(rng: np.random.Generator, drifted: BoolArray) -> _Generated:
@@ -220,6 +233,7 @@ def _credit(rng: np.random.Generator, drifted: BoolArray) -> _Generated:
     score = _sigmoid(base + _COEF_DEBT * z_debt + _COEF_UTIL * (model_util - _UTIL_MEAN) / _UTIL_STD)
     predicted_default = score >= 0.5
 
+    shadow = _sigmoid(base + _COEF_UTIL * (model_util - _UTIL_MEAN) / _UTIL_STD)  # the challenger: no debt term
     loan = 0.25 * income
     revenue = np.where(predicted_default, 0.0, np.where(is_default, -0.5 * loan, 0.08 * loan))
     outcome = np.array(["repaid", "default"])
@@ -236,6 +250,8 @@ def _credit(rng: np.random.Generator, drifted: BoolArray) -> _Generated:
         score=np.round(score, 6).tolist(),
         label=outcome[is_default.astype(np.intp)].tolist(),
         revenue=np.round(revenue, 2).tolist(),
+        shadow_prediction=outcome[(shadow >= 0.5).astype(np.intp)].tolist(),
+        shadow_score=np.round(shadow, 6).tolist(),
     )
 
 
@@ -308,6 +324,7 @@ class Scenario:
         *,
         label_delay_cap_ms: float | None = None,
         max_pending_labels: int = 1_000_000,
+        shadow: bool = False,
     ) -> None:
         if not models:
             raise ValueError("models is empty; give at least one of " + ", ".join(sorted(DEMO_MODELS)))
@@ -318,6 +335,7 @@ class Scenario:
             raise ValueError("label_fraction and duplicate_label_fraction must be between 0 and 1")
         if label_delay_mean_ms < 0:
             raise ValueError(f"label_delay_mean_ms must be >= 0, got {label_delay_mean_ms}")
+        self.shadow = shadow and "credit-risk" in self.models  # credit-risk-next scores credit-risk's requests
         self.drift_at_ms = drift_at_ms
         self.label_delay_mean_ms = float(label_delay_mean_ms)
         self.label_delay_cap_ms = float(
@@ -334,10 +352,11 @@ class Scenario:
         self._id_rng = np.random.default_rng(streams[-2])
         self._label_rng = np.random.default_rng(streams[-1])
         self._pending: list[tuple[npt.NDArray[np.int64], list[dict[str, Any]]]] = []
+        self._shadows: dict[str, tuple[dict[str, Any]]] = {}  # prediction_id -> the challenger's prediction
 
     def specs(self) -> list[dict[str, Any]]:
-        """Return copies of the ModelSpec dicts of this scenario's models."""
-        return demo_specs(self.models)
+        """Return copies of the ModelSpec dicts of this scenario's models (and of the challenger)."""
+        return demo_specs(self.models) + ([copy.deepcopy(SHADOW_MODELS["credit-risk-next"])] if self.shadow else [])
 
     @property
     def pending_labels(self) -> int:
@@ -350,7 +369,8 @@ class Scenario:
         """Generate ``n`` predictions (models in turn), ``1000 / rate_per_s`` ms apart from ``start_ms``.
 
         ``start_ms`` None continues where the previous batch ended. The labels of these predictions are
-        queued for :meth:`due_labels`.
+        queued for :meth:`due_labels`. With ``shadow``, each credit-risk prediction is followed by the
+        challenger's for the same request (so more than ``n`` events), and its label names no model.
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -372,6 +392,8 @@ class Scenario:
                 continue
             self._fill(model_id, idx, ts[idx], ids, events, labels)
         self._queue_labels(ts, labels)
+        if self.shadow:
+            return [e for event in events for e in (event, *self._shadows.pop(event["prediction_id"], ()))]
         return events
 
     def _fill(
@@ -405,6 +427,9 @@ class Scenario:
             if gen.score is not None:
                 event["score"] = gen.score[j]
             events[i] = event
+            if self.shadow and gen.shadow_prediction is not None and gen.shadow_score is not None:
+                self._shadows[ids[i]] = ({**event, "model_id": "credit-risk-next", "model_version": "1",
+                                          "prediction": gen.shadow_prediction[j], "score": gen.shadow_score[j]},)
             labels[i] = {
                 "prediction_id": ids[i],
                 "label": gen.label[j],
@@ -412,6 +437,8 @@ class Scenario:
                 "model_id": model_id,
                 "business": {} if gen.revenue is None else {"revenue": gen.revenue[j]},
             }
+            if self.shadow and model_id == "credit-risk":  # one label for the champion and its challenger
+                del labels[i]["model_id"]
 
     def _queue_labels(self, ts: npt.NDArray[np.int64], labels: list[dict[str, Any]]) -> None:
         rng = self._label_rng

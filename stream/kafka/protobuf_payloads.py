@@ -174,6 +174,10 @@ def _message_indexes(value: bytes) -> tuple[tuple[int, ...], bytes]:
 def _value(message: Any) -> Any:
     """A ``google.protobuf.Value`` as JSON-like Python (null, number, string, bool, struct, list)."""
     kind = message.WhichOneof("kind")
+    if kind == "number_value":
+        return message.number_value
+    if kind == "string_value":
+        return message.string_value
     if kind is None or kind == "null_value":
         return None
     if kind == "struct_value":
@@ -184,7 +188,16 @@ def _value(message: Any) -> Any:
 
 
 def _struct(message: Any) -> dict[str, Any]:
-    return {key: _value(item) for key, item in message.fields.items()}
+    out: dict[str, Any] = {}
+    for key, item in message.fields.items():  # _value inlined for the common kinds: features are many
+        kind = item.WhichOneof("kind")
+        if kind == "number_value":
+            out[key] = item.number_value
+        elif kind == "string_value":
+            out[key] = item.string_value
+        else:
+            out[key] = _value(item)
+    return out
 
 
 def _list_value(message: Any) -> list[Any]:

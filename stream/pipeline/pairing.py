@@ -52,6 +52,7 @@ class Pairing:
         self.counts: dict[Key, PairedCounts] = {}
         self.dirty: set[Key] = set()
         self.unpaired = 0
+        self._expired: dict[str, int] = {}  # champion -> the last ``before_ms`` of expire
 
     def add(self, champion: str, cmp: Mapping[str, list[Any]], keep: np.ndarray) -> set[tuple[str, int]]:
         """Add the ``cmp`` section of a champion's batch record (``keep``: items not replayed); return the
@@ -134,7 +135,11 @@ class Pairing:
         return rows
 
     def expire(self, champion: str, before_ms: int) -> None:
-        """Forget the windows before ``before_ms`` of a champion and the outcomes still waiting for them."""
+        """Forget the windows before ``before_ms`` of a champion and the outcomes still waiting for them (a
+        no-op unless ``before_ms`` moved since the last call: it scans the waiting outcomes)."""
+        if self._expired.get(champion, -(2**62)) >= before_ms:
+            return
+        self._expired[champion] = before_ms
         for key in [k for k in self.counts if k[0] == champion and k[2] < before_ms]:
             del self.counts[key]
             self.dirty.discard(key)

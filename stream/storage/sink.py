@@ -9,6 +9,7 @@ dropped. Tables are ReplacingMergeTrees with deterministic keys, so a retried or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 InsertFn = Callable[[str, list[Sequence[Any]], Sequence[str]], None]
 OnWritten = Callable[[str, float], None]  # (table, seconds from submit, or from `since`, to written)
 _Item = tuple[int, str, tuple[str, ...], list[Sequence[Any]], float]
+_HURRY = "hurry"  # queued by a waiter: write what was collected now instead of at the end of the flush interval
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Sink:
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
         self._max_batches = max_batches
-        self._queue: queue.Queue[_Item | None] = queue.Queue(max_batches)
+        self._queue: queue.Queue[_Item | str | None] = queue.Queue(max_batches)
         self._submitted = 0
         self._written = 0
         self._done = threading.Condition()
@@ -83,8 +85,15 @@ class Sink:
         return self._submitted
 
     def wait_written(self, sequence: int | None = None, timeout: float = 30.0) -> bool:
-        """Block until batch ``sequence`` (default: everything submitted so far) is in ClickHouse."""
+        """Block until batch ``sequence`` (default: everything submitted so far) is in ClickHouse; the writer
+        inserts what it holds at once rather than at the end of its flush interval (a checkpoint waits here
+        with its stage's lock held)."""
         target = self._submitted if sequence is None else sequence
+        with self._done:
+            if self._written >= target:
+                return True
+        with contextlib.suppress(queue.Full):  # a full queue is written without waiting for the interval anyway
+            self._queue.put_nowait(_HURRY)
         with self._done:
             return self._done.wait_for(lambda: self._written >= target, timeout)
 
@@ -111,6 +120,8 @@ class Sink:
                     item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
+                if isinstance(item, str):  # _HURRY
+                    break
                 if item is None:
                     stop = True
                     while True:  # drain what was queued before the stop
@@ -118,7 +129,7 @@ class Sink:
                             rest = self._queue.get_nowait()
                         except queue.Empty:
                             break
-                        if rest is not None:
+                        if rest is not None and not isinstance(rest, str):
                             batches.append(rest)
                     break
                 batches.append(item)

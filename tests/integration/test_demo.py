@@ -1,6 +1,6 @@
 """`driftwarden up --demo` end to end: both drifts detected after the injection (detectors never before, feature
-tests at most once by chance), the drifted inputs named, alerts printed, window rows for both models readable
-with `driftwarden sql` afterwards."""
+tests at most once by chance), the drifted inputs named, alerts printed, window rows for every model readable
+with `driftwarden sql` afterwards, the challenger's comparison verdict flipping at the concept drift."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
 
     windows = _sql(env, "SELECT model_id, count() FROM driftwarden.window_metrics FINAL "
                         "WHERE metric = 'predictions' GROUP BY model_id ORDER BY model_id")
-    assert [row[0] for row in windows] == ["credit-risk", "delivery-eta"]
+    assert [row[0] for row in windows] == ["credit-risk", "credit-risk-next", "delivery-eta"]
 
     detections = _sql(env, "SELECT model_id, signal, toUnixTimestamp64Milli(event_time) "
                            "FROM driftwarden.drift_events FINAL")
@@ -52,7 +52,8 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
     # by chance now and then: 0.2-0.4% of windows at the demo's ~1,200 events per window and model,
     # i.e. a few runs in 100 have one early flag (benchmarks/feature_drift_false_alarms.py). Two would mean the
     # tests are miscalibrated.
-    early_drift = [row for row in drifted if int(row[2]) <= drift_at_ms]
+    # the challenger credit-risk-next gets the champion's very inputs: its flags are the same ones
+    early_drift = sorted({(row[1], row[2]) for row in drifted if int(row[2]) <= drift_at_ms})
     assert len(early_drift) <= 1, f"feature drift before the injection: {early_drift}"
     for model_id, features in DRIFTED_FEATURES.items():
         assert set(features) <= {row[1] for row in drifted if row[0] == model_id}
@@ -63,8 +64,18 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
                           "WHERE segment = '' AND metric IN ('estimated_accuracy', 'estimated_mae') "
                           "GROUP BY model_id, metric ORDER BY model_id")
     assert [(m, metric) for m, metric, _ in estimated] == [("credit-risk", "estimated_accuracy"),
+                                                          ("credit-risk-next", "estimated_accuracy"),
                                                           ("delivery-eta", "estimated_mae")]
     assert all(int(n) > 0 for _, _, n in estimated)
     assert "drifted inputs:" in out
+    # the challenger (no debt_ratio term) is worse than its champion before the concept drift, better after it
+    assert "champion vs challenger" in out
+    compared = _sql(env, "SELECT toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), verdict "
+                         "FROM driftwarden.model_comparisons FINAL WHERE champion_id = 'credit-risk' "
+                         "AND challenger_id = 'credit-risk-next'")
+    before = {v for start, end, v in compared if int(end) <= drift_at_ms}
+    after = {v for start, end, v in compared if int(start) >= drift_at_ms}
+    assert "champion_better" in before and "challenger_better" not in before, compared
+    assert "challenger_better" in after and "champion_better" not in after, compared
     broker = re.search(r"Kafka\s+(127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
     assert not pids_with_cmdline(f"tcp://{broker}"), "the demo left its broker running"

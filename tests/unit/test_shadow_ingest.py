@@ -4,6 +4,8 @@ dead-lettered."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from stream.contracts.events import ModelSpec
 from stream.contracts.registry import RegisteredModel
 from tests.unit.test_poison import Pipeline, label, prediction
@@ -97,3 +99,20 @@ def test_pairing_survives_an_aggregator_checkpoint() -> None:
     assert [(r[5], r[10], r[11]) for r in rows] == [(2, 1, 0)]  # pairs, b, c
     again = Aggregator.restore(restored.snapshot(), restored.spec_for)
     assert again.pairing.counts == restored.pairing.counts
+
+
+def test_unpaired_outcomes_expire_with_the_champion_windows_and_are_counted() -> None:
+    import numpy as np
+
+    from stream.pipeline.pairing import Pairing
+
+    champion_spec = spec("champ").spec
+    pairing = Pairing(lambda _: champion_spec)
+    cmp: dict[str, list[Any]] = {"mid": ["champ", "chall", "champ"], "off": [0, 1, 2], "pid": ["a", "b", "c"],
+                                 "ts": [0, 1000, 400_000], "label": ["yes"] * 3, "pred": ["yes"] * 3}
+    assert pairing.add("champ", cmp, np.ones(3, bool)) == set()  # no request has both sides
+    pairing.expire("champ", 300_000)
+    assert set(pairing.waiting["champ"]) == {"c"} and pairing.unpaired == 2
+    pairing.waiting["champ"]["z"] = {"champ": (5, "yes", "yes")}
+    pairing.expire("champ", 300_000)  # the boundary did not move: nothing scanned
+    assert "z" in pairing.waiting["champ"]

@@ -106,3 +106,19 @@ def test_on_written_reports_each_table_with_the_time_since_its_oldest_batch_was_
     sink.stop()
     assert [t for t, _ in seen] == ["outcomes"] * len(seen) and seen
     assert 5.0 <= max(s for _, s in seen) < 60.0
+
+
+def test_a_waiter_gets_its_rows_written_without_waiting_out_the_flush_interval() -> None:
+    """A checkpoint waits for its rows with its stage's lock held: the writer inserts them at once, not at the
+    end of a 60 s interval (the wait's own 20 s deadline is far below it)."""
+    ch = FlakyClickHouse()
+    sink = Sink(ch.insert, flush_seconds=60).start()
+    try:
+        sink.submit_nowait("outcomes", ("x",), [(1,)])
+        sequence = sink.submit_nowait("checkpoints", ("x",), [(2,)])
+        assert sink.wait_written(sequence, timeout=20)
+        assert ch.rows == {"outcomes": [(1,)], "checkpoints": [(2,)]}
+        sink.submit_nowait("outcomes", ("x",), [(3,)])
+    finally:
+        sink.stop()
+    assert ch.rows["outcomes"] == [(1,), (3,)]

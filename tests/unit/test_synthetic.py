@@ -333,3 +333,27 @@ def test_encode_many_equals_one_dumps_per_event() -> None:
     ]
     assert synthetic._encode_many(events) == [orjson.dumps(e) for e in events]
     assert synthetic._encode_many([]) == []
+
+
+def test_shadow_challenger_scores_every_credit_request_and_flips_at_the_drift() -> None:
+    scenario = Scenario(seed=3, start_ms=0, drift_at_ms=2_000_000, shadow=True, label_fraction=1.0,
+                        duplicate_label_fraction=0.0)
+    events = scenario.predictions(8000, rate_per_s=2)  # drift after 4000 predictions
+    labels = {lab["prediction_id"]: lab for lab in scenario.all_labels()}
+    champion = [e for e in events if e["model_id"] == "credit-risk"]
+    challenger = [e for e in events if e["model_id"] == "credit-risk-next"]
+    assert [e["prediction_id"] for e in challenger] == [e["prediction_id"] for e in champion] and len(champion) == 4000
+    assert all(c["features"] == e["features"] and c["timestamp"] == e["timestamp"]
+               for c, e in zip(challenger, champion, strict=True))
+    assert all("model_id" not in labels[e["prediction_id"]] for e in champion)
+    assert [s["model_id"] for s in scenario.specs()] == ["credit-risk", "delivery-eta", "credit-risk-next"]
+    ModelSpec.model_validate(scenario.specs()[-1])
+
+    def accuracy(rows: list[dict[str, Any]], after: bool) -> float:
+        own = [e for e in rows if (e["timestamp"] >= 2_000_000) == after]
+        return float(np.mean([e["prediction"] == labels[e["prediction_id"]]["label"] for e in own]))
+
+    assert accuracy(champion, False) > accuracy(challenger, False) + 0.02
+    assert accuracy(challenger, True) > accuracy(champion, True) + 0.02
+    plain = Scenario(seed=3, start_ms=0, drift_at_ms=2_000_000, label_fraction=1.0, duplicate_label_fraction=0.0)
+    assert plain.predictions(8000, rate_per_s=2) == [e for e in events if e["model_id"] != "credit-risk-next"]
