@@ -405,7 +405,8 @@ def test_error_variance_signal_sees_a_spread_change_the_mean_detectors_miss() ->
     assert watched.variance_scale == pytest.approx(((z * z).mean(), (z * z).std()), rel=1e-9)
     # a checkpoint keeps it
     restored, _ = SignalMonitor.from_bytes(watched.to_bytes({}))
-    assert restored.variance_ph is not None and restored.variance_ph.state() == watched.variance_ph.state()
+    assert restored.variance_ph is not None and watched.variance_ph is not None
+    assert restored.variance_ph.state() == watched.variance_ph.state()
 
 
 def test_binary_error_stream_gets_no_variance_signal() -> None:
