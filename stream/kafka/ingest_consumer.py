@@ -63,6 +63,9 @@ class IngestConsumer:
         self.stopping = False
         self.partitions = 0  # of the input topics (co-partitioned), from the cluster's metadata
         self.progress_at = time.monotonic()  # when a batch was last handled (for /readyz)
+        # every assigned partition read up to the high watermark of its last fetch: nothing waits to be read
+        # (False until the first fetch after a start or a rebalance)
+        self.drained = False
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.options)  # needs the running loop
@@ -77,7 +80,9 @@ class IngestConsumer:
                     assigned = self.consumer.assignment()
                     fetched = {tp: messages for tp, messages in fetched.items() if tp in assigned and messages}
                     if not fetched:
+                        self.drained = await self._at_high_watermarks(assigned)
                         continue
+                    self.drained = False
                     for tp, messages in fetched.items():
                         if messages[0].offset < self.read_to.get(tp, 0):
                             raise StageFailure(
@@ -91,6 +96,14 @@ class IngestConsumer:
                     self.progress_at = time.monotonic()
         finally:
             await self.consumer.stop()
+
+    async def _at_high_watermarks(self, assigned: set[TopicPartition]) -> bool:
+        assert self.consumer is not None
+        for tp in assigned:
+            high = self.consumer.highwater(tp)
+            if high is None or await self.consumer.position(tp) < high:
+                return False
+        return bool(assigned)
 
     def lag(self) -> dict[str, int]:
         """Records behind the high watermark of the last fetch, summed per topic (partitions read so far)."""

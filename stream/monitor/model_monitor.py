@@ -20,6 +20,7 @@ the attribution and of the drift results the rules see (the output detector cove
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -643,11 +644,12 @@ class ModelMonitor:
             "label_delays": self.label_delays[: min(self.label_delays_seen, _LABEL_DELAYS_KEPT)].tolist(),
             "label_delays_seen": self.label_delays_seen,
             "maturing": [[version, start, at] for (version, start), at in self.maturing.items()],
-            "segment_windows": {
+            # deflated: (K + 1) x bins count tables per feature are mostly zeros (about 10x smaller)
+            "segment_windows": zlib.compress(encode_state("monitor_segments", 1, {
                 key: {dim: [seg.members, seg.counts, [None if q is None else q.to_bytes() for q in seg.quality]]
                       for dim, seg in s.segments.items()}
                 for key, s in self.windows.items() if s.segments
-            },
+            }), 1),
             "segment_ranker": None if self.ranker is None else self.ranker.state(),
             "newest_start": self.newest_start,
         }
@@ -699,7 +701,10 @@ class ModelMonitor:
         mon.label_delays_seen = int(state.get("label_delays_seen", 0))
         mon.maturing = {(version, int(start)): int(at) for version, start, at in state.get("maturing", [])}
         # segments (issue 17): absent from older checkpoints, whose windows then have whole-model sketches only
-        for key, dims in state.get("segment_windows", {}).items():
+        segment_windows = state.get("segment_windows", {})
+        if isinstance(segment_windows, bytes):
+            segment_windows = decode_state(zlib.decompress(segment_windows), "monitor_segments")[1]
+        for key, dims in segment_windows.items():
             if key in mon.windows:
                 mon.windows[key].segments = {
                     str(dim): _Segments(

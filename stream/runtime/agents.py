@@ -25,6 +25,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from faust.types import TP
 
 from stream.alerts.alertmanager import AlertmanagerSender
 from stream.alerts.history import active_events, active_query
@@ -544,8 +545,23 @@ class Runtime:
         self.alerts_published.extend(alerts)
         await self.sink.submit("alerts", ALERT_COLUMNS, rows)
 
+    def drained(self) -> bool:
+        """Whether nothing waits to be read by either stage: only then may idle windows close by the wall clock.
+        Right after a (re)start nothing was read *yet*, which is not idleness: closing the restored windows then,
+        before the backlog is read, would leave that backlog out of their drift and quality results."""
+        if not self.ingest_consumer.drained:
+            return False
+        consumer = self.app.consumer
+        topic = self.settings.topic_outcomes
+        for partition, aggregator in self.aggregators.items():
+            high = consumer.highwater(TP(topic, partition))
+            if high is None or aggregator.next_offset < high:
+                return False
+        return True
+
     async def flush_windows(self, force_idle: bool = False, close_all: bool = False) -> int:
-        idle = force_idle or time.monotonic() - self.last_event_monotonic > self.settings.idle_close_seconds
+        idle = force_idle or (time.monotonic() - self.last_event_monotonic > self.settings.idle_close_seconds
+                              and self.drained())
         rows: list[tuple[Any, ...]] = []
         reports: list[WindowReport] = []
         detections: list[tuple[Any, ...]] = []

@@ -20,11 +20,15 @@ from stream.contracts.events import ModelSpec
 from stream.contracts.registry import RegisteredModel, encode
 from stream.demo.synthetic import Scenario
 from stream.kafka.embedded import EmbeddedBroker
+from stream.monitor.profiles import profile_records
 from tests.helpers import wait_until
+from tests.integration.kafka import read_topic
 
 pytestmark = pytest.mark.integration
 
 WINDOW_MS = 60_000
+ALWAYS_FIRING = {"name": "accuracy-floor", "kind": "threshold", "metric": "accuracy", "op": "<", "value": 0.99,
+                 "min_samples": 50}
 N_PREDICTIONS = 12_000
 
 
@@ -77,12 +81,33 @@ async def _produce(bootstrap: str, messages: list[tuple[str, bytes, bytes]], pau
         await producer.stop()
 
 
+def _reference_profiles() -> dict[str, dict[str, Any]]:
+    """A registered reference per model (features and the output), from another sample of the scenario: a
+    learned reference is made of the first events in arrival order, which interleaves the input partitions
+    differently in every run (README), so only a registered one gives drift rows a restart can reproduce."""
+    sample = Scenario(seed=99).predictions(4000, rate_per_s=40)
+    out = {}
+    for spec in (ModelSpec.model_validate(s) for s in Scenario().specs()):
+        output = "__score__" if spec.task == "binary_classification" else "__prediction__"
+        records = [{**p["features"], output: p.get("score") if output == "__score__" else p["prediction"]}
+                   for p in sample if p["model_id"] == spec.model_id]
+        numeric = [f.name for f in spec.features if f.type == "numeric"] + [output]
+        categorical = [f.name for f in spec.features if f.type == "categorical"]
+        out[spec.model_id] = {name: profile.to_dict() for name, profile in
+                              profile_records(records, numeric, categorical).items()}
+    return out
+
+
 async def _register(bootstrap: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
+    profiles = _reference_profiles()
     try:
         for spec in Scenario().specs():
-            key, value = encode(RegisteredModel(spec=ModelSpec.model_validate(spec)))
+            if spec["model_id"] == "credit-risk":  # fires in every window: alert episodes to compare
+                spec["rules"] = [*spec.get("rules", []), ALWAYS_FIRING]
+            key, value = encode(RegisteredModel(spec=ModelSpec.model_validate(spec),
+                                                profile=profiles[spec["model_id"]]))
             await producer.send_and_wait("models", value, key=key)
     finally:
         await producer.stop()
@@ -120,6 +145,66 @@ def _start_registered(make_worker: Any, name: str, broker: EmbeddedBroker) -> An
     return worker
 
 
+# Every table the stream writes, without the columns that record when a row was written (they differ between
+# any two runs); rows in a deterministic order. The alerts topic is compared the same way. Left out: the
+# label-free estimates, frozen when a window closes with the calibrator trained on the labels processed by
+# then, which depends on how batches of the input partitions interleave (README, "Performance estimation").
+TABLES = {
+    "window_metrics": "* EXCEPT (version, updated_at) WHERE metric NOT LIKE 'estimate%'",
+    "outcomes": "* EXCEPT (version, written_at)",
+    "join_stats": "* EXCEPT (version, updated_at)", "dead_letters": "* EXCEPT (time)",
+    "feature_drift": "* EXCEPT (version)", "data_quality": "* EXCEPT (version)",
+    "drift_events": "* EXCEPT (detected_at)", "alerts": "* EXCEPT (time)",
+}
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return "nan" if value != value else round(value, 9)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if isinstance(value, dict | list) else value
+
+
+def _tables(worker: Any) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for table, columns in TABLES.items():
+        what, _, where = columns.partition(" WHERE ")
+        rows = worker.sql(f"SELECT {what} FROM driftwarden.{table} FINAL" + (f" WHERE {where}" if where else ""))
+        out[table] = sorted((tuple(_rounded(v) for v in row.values()) for row in rows), key=repr)
+    return out
+
+
+def _alert_topic(bootstrap: str) -> list[tuple[Any, ...]]:
+    """Every alert event on the alerts topic (without its time), in a deterministic order."""
+    events = [{k: v for k, v in orjson.loads(value).items() if k != "time"}
+              for _, _, value in asyncio.run(read_topic(bootstrap, "alerts"))]
+    return sorted((tuple(_rounded(v) for v in e.values()) for e in events), key=repr)
+
+
+def _settled(worker: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """The tables once every window is closed and written: unchanged over two reads 3 s apart (idle close after
+    2 s, writes every 0.5 s)."""
+    previous: list[Any] = [None]
+
+    def same() -> dict[str, list[tuple[Any, ...]]]:
+        now = _tables(worker)
+        if now == previous[0]:
+            return now
+        previous[0] = now
+        return {}
+
+    return wait_until(same, 90, 3.0, "the tables to settle")
+
+
+def _differences(clean: dict[str, list[Any]], crashed: dict[str, list[Any]]) -> dict[str, str]:
+    out = {}
+    for table in clean:
+        a, b = set(clean[table]), set(crashed[table])
+        if a != b:
+            out[table] = (f"{len(a - b)} of {len(a)} clean rows missing, {len(b - a)} extra; e.g. clean "
+                          f"{sorted(a - b, key=repr)[:3]} crashed {sorted(b - a, key=repr)[:3]}")
+    return out
+
+
 def _assert_matches_offline(got: dict[str, Any], offline: dict[str, Any]) -> None:
     assert set(got) == set(offline)
     for key, row in offline.items():
@@ -143,6 +228,8 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         outcomes = clean.sql("SELECT prediction_id, toUnixTimestamp64Milli(prediction_time) AS t "
                              "FROM driftwarden.outcomes FINAL")
         too_late = _gauge(clean, "driftwarden_too_late_items_total")
+        clean_tables = _settled(clean)
+        clean_tables["alerts topic"] = _alert_topic(broker.bootstrap_servers)
         assert clean.stop() == 0
     _assert_matches_offline(baseline, offline)
     assert dead == 0
@@ -161,7 +248,16 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         producing.join(120)
         wait_until(lambda: _complete(crashed, offline), 180, 0.5, "all windows after the restart")
         after = _metrics(crashed)
+        crashed_tables = _settled(crashed)
+        crashed_tables["alerts topic"] = _alert_topic(broker.bootstrap_servers)
         assert crashed.stop() == 0
+
+    print({table: len(rows) for table, rows in clean_tables.items()})
+    assert all(clean_tables[t] for t in ("window_metrics", "outcomes", "join_stats", "feature_drift", "data_quality"))
+    differences = _differences(clean_tables, crashed_tables)
+    for table, text in differences.items():
+        print(f"{table}: {text}")
+    assert not differences, sorted(differences)
 
     assert set(after) == set(baseline)
     for key, metrics in baseline.items():

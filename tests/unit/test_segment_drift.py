@@ -3,6 +3,7 @@ checked against scipy on known data; the per-segment Bonferroni family; checkpoi
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,9 +215,16 @@ def test_segment_sketches_survive_a_checkpoint_and_an_old_checkpoint_still_loads
     restored = ModelMonitor.from_bytes(blob, spec)
     for m in (mon, restored):
         _feed(m, xs[1500:], cs[1500:], stores[1500:], start=T0 + WINDOW_MS // 2)
-    assert _close(restored).feature_drift == _close(mon).feature_drift
-    # a checkpoint written before segments existed: no segment keys; it loads, with whole-model sketches only
+    expected = _close(mon).feature_drift
+    assert _close(restored).feature_drift == expected
     version, state = decode_state(blob, "model_monitor", (2,))
+    # the first form of the segment state (a plain dict, before it was deflated) loads the same
+    plain = decode_state(zlib.decompress(state["segment_windows"]), "monitor_segments")[1]
+    first_form = ModelMonitor.from_bytes(encode_state("model_monitor", version, {**state, "segment_windows": plain}),
+                                         spec)
+    _feed(first_form, xs[1500:], cs[1500:], stores[1500:], start=T0 + WINDOW_MS // 2)
+    assert _close(first_form).feature_drift == expected
+    # a checkpoint written before segments existed: no segment keys; it loads, with whole-model sketches only
     for key in ("segment_windows", "segment_ranker", "newest_start"):
         state.pop(key)
     old = ModelMonitor.from_bytes(encode_state("model_monitor", version, state), spec)
