@@ -1,6 +1,8 @@
 """Join state pairing predictions with ground-truth labels, for one partition (pure logic, no I/O).
 
-Predictions and labels are keyed by ``prediction_id``. One :class:`JoinState` serves one partition of the two
+A prediction is keyed by (``prediction_id``, ``model_id``), so a champion and its challengers can score the same
+request; a label by ``prediction_id`` (it reaches every model that scored the request) or, when it names its
+model (``targets``), by both. One :class:`JoinState` serves one partition of the two
 co-partitioned topics; the caller hands it batches and persists :meth:`JoinState.snapshot` with the consumed
 offsets of both topics (a restored state must be replayed from exactly those offsets, otherwise replayed
 predictions are reported as duplicates). All times are epoch milliseconds (int).
@@ -16,8 +18,14 @@ Semantics
   never looks at delays, so a label that comes before the next ``expire`` call still joins; a label that
   comes after its prediction expired waits in turn and ends as an orphan.
 - **Joined ids are remembered** for ``max_delay_ms`` after their join time ``max(prediction ts, label ts)``,
-  as sorted ``uint64`` hash arrays with their join times (16 bytes per id), to recognise duplicates.
-- **Duplicate predictions** (an id already waiting or joined within the memory, or repeated in one batch)
+  as sorted ``uint64`` hash arrays with their join times, to recognise duplicates: 16 bytes per pair
+  (``pair_keys``), plus 16 for the ``prediction_id`` of a label that named no model.
+- **Several models, one request**: a label that names no model joins every waiting prediction of its id.
+  When one of those models is *shared* (:meth:`JoinState.set_shared`: it has a champion or challengers), the
+  label also stays waiting (not an orphan when it expires), so a prediction of another model arriving later
+  within ``max_delay_ms`` still gets it; otherwise it is used up, as with one model.
+- **Duplicate predictions** (an id already waiting or joined within the memory for the same model, or
+  repeated in one batch)
   are not stored: their batch indices are returned in ``JoinResult.rejected`` for the caller to dead-letter.
 - **Duplicate labels**, policy ``"first"`` (default): every later label for an id that already has one
   (waiting or joined, or earlier in the batch) is counted in ``duplicate_labels``, ignored and its index
