@@ -195,9 +195,13 @@ def detector_runs(kind: str, ref: np.ndarray, x: np.ndarray, river_too: bool = T
 
     watch, prof = our_watch(kind, ref)
     out: dict[str, list[int]] = {"ours: CUSUM mean": [], "ours: CUSUM variance": []}
+    if kind.startswith("categorical"):
+        out = {"ours: CUSUM mean": [], "ours: CUSUM category frequencies": []}
     for lo in range(0, x.size, 500):
         for signal, alarm, _ in watch.update([bin_index(prof, x[lo : lo + 500])]):
-            out["ours: CUSUM variance" if signal.endswith(":variance") else "ours: CUSUM mean"].append(alarm.row)
+            name = {"variance": "ours: CUSUM variance", "frequency": "ours: CUSUM category frequencies"}.get(
+                signal.rsplit(":", 1)[-1], "ours: CUSUM mean")
+            out[name].append(alarm.row)
     if kind.startswith("categorical"):
         return out
     mon = our_signal_monitor(ref)

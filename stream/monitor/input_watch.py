@@ -15,6 +15,15 @@ unchanged mean). The output pseudo-feature is watched the same way (signals ``sc
 ``...:variance``). Missing values count as 0 (no evidence either way). A constant reference feature keeps
 unstandardised scores (0 on its value, ``±ndtri(1 - 0.5 / n)`` off it: 3.3 for n = 1,000), so a move off
 the constant alarms within a few values.
+
+Categorical inputs also get an online test on their category frequencies (signal ``input:<name>:frequency``):
+one two-sided CUSUM (``k = 0.25``: a frequency change is a small shift in standard deviations, p = 0.4 -> 0.6
+is 0.41) per category on its standardised indicator ``(1[x = c] - p_c) / sqrt(p_c (1 - p_c))``
+(``p_c`` its reference frequency; the slot of categories the reference never saw has ``p = 0.5 / n``), so a
+shift of mass between categories that leaves the mean surprise unchanged is seen. The indicator's two-point
+distribution is known exactly, so each side's threshold solves Lundberg's equation for it, sized for a mean
+run of ``arl x K`` values per category (``K`` categories of the feature): the feature as a whole keeps about
+one false alarm per ``arl`` values per side. Detections name the category (``params["category"]``).
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ class WatchParams:
     arl: float = 1e7
     margin_se: float = 2.0
     enabled: bool = True
+    frequencies: bool = True
+    k_frequency: float = 0.25  # category indicators: frequency changes are small in standard deviations
 
 
 def _standardise(z: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -118,6 +129,44 @@ class InputWatch:
         self.clock = PositionClock()
         self.mean = CusumBank(len(self.names), params.k, *_columns(h_mean))
         self.variance = CusumBank(len(self.var_names), params.k, *_columns(h_var))
+        # category frequencies: one column per (categorical input, slot)
+        self.freq_input: list[int] = []  # column -> index of its input
+        self.freq_slot: list[int] = []  # column -> slot (category index; the last slot is 'new')
+        self.freq_labels: list[str] = []
+        self.freq_tables: list[tuple[int, np.ndarray]] = []  # (input, (slots + 1) x its columns: row = value's slot)
+        hit: list[float] = []
+        miss: list[float] = []
+        h_freq: list[tuple[float, float]] = []
+        for j, name in enumerate(self.names):
+            prof = profiles[name]
+            if prof.kind != "categorical" or not params.frequencies:
+                continue
+            c = weights[j].astype(np.float64)
+            n = float(c.sum())
+            if n <= 0 or c.size < 2:
+                continue
+            labels = [*prof.categories, "__new__"]
+            p_all = np.where(c > 0, c / n, 0.5 / n)
+            first = len(hit)
+            for slot, p in enumerate(p_all.tolist()):
+                sd = float(np.sqrt(p * (1 - p)))
+                if sd <= 0:
+                    continue
+                a, b = (1 - p) / sd, -p / sd
+                values, w = np.array([a, b]), np.array([p, 1 - p])
+                per = WatchParams(params.k_frequency, params.arl * c.size, params.margin_se)
+                h_freq.append(_thresholds(values, w * n, per))
+                hit.append(a)
+                miss.append(b)
+                self.freq_input.append(j)
+                self.freq_slot.append(slot)
+                self.freq_labels.append(labels[slot])
+            slots = np.asarray(self.freq_slot[first:])
+            table = np.zeros((c.size + 1, slots.size))  # the last row (index -1, missing) stays 0: no evidence
+            table[: c.size] = np.asarray(miss[first:])
+            table[slots, np.arange(slots.size)] = hit[first:]
+            self.freq_tables.append((j, table))
+        self.frequency = CusumBank(len(self.freq_input), params.k_frequency, *_columns(h_freq))
 
     def update(self, idx: Sequence[np.ndarray]) -> list[tuple[str, CusumAlarm, float]]:
         """Feed the bin indices of one batch (one array per name, equal lengths, -1 = missing); return
@@ -137,6 +186,11 @@ class InputWatch:
                 v[:, j] = table[idx[col]]
             for a in self.variance.update(v):
                 out.append((self.signals[self.var_names[a.column]] + ":variance", a, self._run_mean(v[:, a.column], a)))
+        if self.freq_input:
+            f = np.concatenate([table[idx[j]] for j, table in self.freq_tables], axis=1)  # one lookup per input
+            for a in self.frequency.update(f):
+                signal = self.signals[self.freq_input[a.column]] + ":frequency"
+                out.append((signal, a, self._run_mean(f[:, a.column], a)))
         out.sort(key=lambda t: t[1].row)
         return out
 
@@ -151,7 +205,7 @@ class InputWatch:
         """Plain state for a checkpoint (names and the two CUSUM banks' numbers)."""
         return {
             "names": self.names, "mean": self.mean.state(), "variance": self.variance.state(),
-            "clock": [self.clock.positions, self.clock.times],
+            "frequency": self.frequency.state(), "clock": [self.clock.positions, self.clock.times],
         }  # fmt: skip
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -160,4 +214,9 @@ class InputWatch:
             raise ValueError("input watch checkpoint is of other inputs; start it afresh")
         self.mean = CusumBank.from_state(state["mean"])
         self.variance = CusumBank.from_state(state["variance"])
+        frequency = state.get("frequency")  # absent before issue 18's frequency CUSUMs: they start afresh
+        if frequency is not None and len(frequency["up"]) == self.frequency.m:
+            self.frequency = CusumBank.from_state(frequency)
+        else:
+            self.frequency.seen = self.mean.seen
         self.clock.positions, self.clock.times = (list(x) for x in state["clock"])

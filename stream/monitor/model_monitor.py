@@ -303,13 +303,20 @@ class ModelMonitor:
         found: list[Detection] = []
         for signal, alarm, run_mean in watch.update([bins[n] for n in names]):
             k = alarm.row - first
-            column = watch.var_names[alarm.column] if signal.endswith(":variance") else alarm.column
+            params: dict[str, Any] = {"k": watch.params.k, "h": round(alarm.threshold, 3), "side": alarm.side}
+            if signal.endswith(":variance"):
+                column = watch.var_names[alarm.column]
+            elif signal.endswith(":frequency"):
+                column = watch.freq_input[alarm.column]
+                params["category"] = watch.freq_labels[alarm.column]
+            else:
+                column = alarm.column
             prof = profiles[names[column]]
             found.append(Detection(
                 detector="cusum", model_id=self.model_id, version=version, signal=signal, position=alarm.row,
                 source_position=int(pos[k]), event_time_ms=int(times[k]), estimate_before=0.0,
                 estimate_after=run_mean, scale_mean=prof.mean or 0.0, scale_std=prof.std or 1.0,
-                params={"k": watch.params.k, "h": round(alarm.threshold, 3), "side": alarm.side},
+                params=params,
                 change_position=alarm.start, change_time_ms=watch.clock.time_of(alarm.start),
             ))  # fmt: skip
         self.detections.extend(found)

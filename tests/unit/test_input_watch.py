@@ -109,3 +109,37 @@ def test_input_watch_detects_mean_and_variance_shifts_and_not_unchanged_inputs()
     assert not any(a.row < n0 for _, a, _ in found)
     with pytest.raises(ValueError, match="3 inputs"):
         watch.update([bin_index(prof["x"], x)])
+
+
+def test_category_frequency_cusums_see_a_swap_the_mean_surprise_misses() -> None:
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(5)
+    labels = np.array(["a", "b", "c", "d"], dtype=object)
+    p = np.array([0.4, 0.3, 0.2, 0.1])
+    prof = {"c": profile_categorical(rng.choice(labels, 5000, p=p))}
+    watch = InputWatch(prof, {"c": "input:c"}, WatchParams())
+    assert watch.freq_labels == ["a", "b", "c", "d", "__new__"]
+    # each column's threshold: Lundberg's exponent of its two-point indicator, solved here with brentq
+    counts = np.asarray(prof["c"].counts, dtype=float)
+    q = counts[0] / counts.sum()
+    sd = np.sqrt(q * (1 - q))
+    a, b, m = (1 - q) / sd - 0.25 + 2 / np.sqrt(5000), -q / sd - 0.25 + 2 / np.sqrt(5000), 0
+    theta = brentq(lambda t: q * np.exp(t * a) + (1 - q) * np.exp(t * b) - 1, 1e-6, 50)
+    assert watch.frequency.h_up[m] == pytest.approx(np.log(1e7 * 5) / theta, rel=1e-6)
+    # unchanged for 20,000 values: no alarm
+    quiet = watch.update([bin_index(prof["c"], rng.choice(labels, 20_000, p=p))])
+    assert quiet == []
+    # "a" and "c" swap frequencies (0.4 <-> 0.2)
+    swapped = rng.choice(labels, 2000, p=[0.2, 0.3, 0.4, 0.1])
+    found = watch.update([bin_index(prof["c"], swapped)])
+    freq = [(a.row - 20_000, watch.freq_labels[a.column], a.side) for s, a, _ in found if s == "input:c:frequency"]
+    assert freq and freq[0][1] in {"a", "c"} and freq[0][0] < 500
+    assert {(lab, side) for _, lab, side in freq} <= {("a", "down"), ("c", "up")}
+    # missing values are no evidence; old checkpoints (no frequency state) still load
+    state = watch.state()
+    del state["frequency"]
+    again = InputWatch(prof, {"c": "input:c"}, WatchParams())
+    again.restore(state)
+    assert again.frequency.seen == again.mean.seen == 22_000
+    assert again.update([np.full(500, -1)]) == []
