@@ -176,9 +176,13 @@ def _alert_topic(bootstrap: str) -> list[tuple[Any, ...]]:
     return sorted((tuple(_rounded(v) for v in e.values()) for e in events), key=repr)
 
 
-def _settled(worker: Any) -> dict[str, list[tuple[Any, ...]]]:
-    """The tables once every window is closed and written: unchanged over two reads 3 s apart (idle close after
-    2 s, writes every 0.5 s)."""
+def _settled(worker: Any, offline: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The tables once every window is closed and written: drift and quality rows for every window, then
+    unchanged over two reads 3 s apart (idle close after 2 s, writes every 0.5 s)."""
+    for table in ("feature_drift", "data_quality"):
+        closed = f"SELECT uniqExact(model_id, window_start) AS n FROM driftwarden.{table}"
+        wait_until(lambda table=table, closed=closed: worker.sql(closed)[0]["n"] == len(offline), 90, 0.5,  # type: ignore[misc]
+                   f"{table} rows of all {len(offline)} windows")
     previous: list[Any] = [None]
 
     def same() -> dict[str, list[tuple[Any, ...]]]:
@@ -224,7 +228,7 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         outcomes = clean.sql("SELECT prediction_id, toUnixTimestamp64Milli(prediction_time) AS t "
                              "FROM driftwarden.outcomes FINAL")
         too_late = _gauge(clean, "driftwarden_too_late_items_total")
-        clean_tables = _settled(clean)
+        clean_tables = _settled(clean, offline)
         clean_tables["alerts topic"] = _alert_topic(broker.bootstrap_servers)
         assert clean.stop() == 0
     _assert_matches_offline(baseline, offline)
@@ -244,7 +248,7 @@ def test_window_metrics_equal_offline_and_survive_sigkill(make_worker: Any) -> N
         producing.join(120)
         wait_until(lambda: _complete(crashed, offline), 180, 0.5, "all windows after the restart")
         after = _metrics(crashed)
-        crashed_tables = _settled(crashed)
+        crashed_tables = _settled(crashed, offline)
         crashed_tables["alerts topic"] = _alert_topic(broker.bootstrap_servers)
         assert crashed.stop() == 0
 
