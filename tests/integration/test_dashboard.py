@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from stream.cli.report import ServiceSource
-from stream.demo.synthetic import DRIFTED_FEATURES
+from stream.demo.synthetic import DRIFTED_FEATURES, SHADOW_MODELS
 from stream.runtime.dashboard_data import TimeRange
 from stream.runtime.report import report_data
 from tests.helpers import wait_until
@@ -28,6 +28,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MODEL = "credit-risk"
+# the demo's models and the inputs drifted in each: a challenger scores its champion's very requests
+DRIFTED = {**DRIFTED_FEATURES, **{m: DRIFTED_FEATURES[spec["champion"]] for m, spec in SHADOW_MODELS.items()}}
 TOKEN = "dashboard-test-token"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency (pip install -e .[dev])")
@@ -87,11 +89,11 @@ def test_dashboard_shows_the_demo_models_and_the_report_matches_sql(make_worker:
     page.wait_for_selector("tr[data-model]", timeout=30_000)
     health = dict(page.eval_on_selector_all("tr[data-model]",
                                             "rows => rows.map(r => [r.dataset.model, r.dataset.health])"))
-    assert set(health) == set(DRIFTED_FEATURES), health
+    assert set(health) == set(DRIFTED), health
     assert all(h in ("drift", "warning", "critical") for h in health.values()), health
     drifted = dict(page.eval_on_selector_all("tr[data-model]", "rows => rows.map(r => [r.dataset.model, "
                                                                 "r.querySelector('td.drifted').textContent])"))
-    for model_id, features in DRIFTED_FEATURES.items():  # unhealthy because of the injected drift
+    for model_id, features in DRIFTED.items():  # unhealthy because of the injected drift
         assert set(features) <= set(drifted[model_id].split(", ")), drifted
     assert all(n >= 3 for n in _points(page, ".spark")), _points(page, ".spark")
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
