@@ -102,6 +102,9 @@ ALTER TABLE driftwarden.outcomes MODIFY TTL written_at + INTERVAL 90 DAY;
 ALTER TABLE driftwarden.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
 ADD COLUMN IF NOT EXISTS change_time Nullable(DateTime64(3, 'UTC'));
 
+-- migration 71: feature drift details
+ALTER TABLE driftwarden.feature_drift ADD COLUMN IF NOT EXISTS details String DEFAULT '';
+
 -- migration 69: segments in data quality and drift events
 ALTER TABLE driftwarden.data_quality ADD COLUMN segment String,
 MODIFY ORDER BY (model_id, model_version, window_start, feature, check, segment);

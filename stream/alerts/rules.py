@@ -182,7 +182,7 @@ class FeatureDriftRule(_Rule):
     """Fires when ``feature`` (or at least ``min_features`` features) drifted under ``test`` (or any)."""
 
     kind: Literal["feature_drift"] = "feature_drift"
-    test: Literal["psi", "js", "ks", "chi2", "wasserstein", "any"] = "any"
+    test: Literal["psi", "js", "ks", "chi2", "wasserstein", "pca_reconstruction", "any"] = "any"
     feature: str | None = None
     min_features: int = Field(default=1, ge=1)
 

@@ -15,6 +15,13 @@ counted in data quality. A reference given without the pseudo-feature gets that 
 events' outputs in the same way. :meth:`ModelMonitor.close_window` runs the tests, the rules and the alert
 state machine. Drift rows of the pseudo-feature are reported but, as it is not an input, it is left out of
 the attribution and of the drift results the rules see (the output detector covers it).
+
+Multivariate drift (models with at least 2 numeric inputs; the first 50 of them): per version, those inputs
+of its first ``reference_events`` complete rows fit a :class:`PCADrift` (:class:`PCAReference`, no rows kept;
+those rows are not tested by it), after which each window accumulates the reconstruction-error sums of its rows per
+batch. At the close it is one more test of the window's Bonferroni family, reported as the pseudo-feature
+``__multivariate__`` (test ``pca_reconstruction``, attribution in ``details``) and counted like a drifted
+input in the drift results the rules see (whole model only: segments have no multivariate test).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import orjson
 
 from stream.alerts.rules import (
     AnyRule,
@@ -49,6 +57,7 @@ from stream.contracts.state_codec import StateDecodeError, decode_state, encode_
 from stream.monitor.detectors import Detection, DetectorParams, SignalMonitor
 from stream.monitor.drift_stats import TestResult, Thresholds, attribution, compare, significance_tests
 from stream.monitor.input_watch import InputWatch, WatchParams
+from stream.monitor.multivariate import MAX_INPUTS, MIN_REFERENCE, MULTIVARIATE, TEST_NAME, PCADrift, PCAReference
 from stream.monitor.profiles import FeatureProfile, bin_index, counts_of
 from stream.monitor.quality import Columns, FeatureSpec, QualityAccumulator, QualityRow, add_grouped, to_columns
 from stream.monitor.reference import ReferenceBuilder
@@ -82,6 +91,7 @@ class _Sketch:
     quality: QualityAccumulator
     n: int = 0
     segments: dict[str, _Segments] = field(default_factory=dict)
+    pca: np.ndarray | None = None  # PCADrift.sums of the window's rows, once its version's PCA is fitted
 
 
 class ModelMonitor:
@@ -161,6 +171,11 @@ class ModelMonitor:
         self.dimensions = dimensions_of(spec)
         self.ranker = SegmentRanker(m.segment_top_k) if self.dimensions else None
         self.newest_start = -(2**62)  # the latest window start seen: a newer one decays the volumes
+        # multivariate drift (PCA reconstruction error) per version, on the numeric inputs
+        self.pca_names = self.numeric[:MAX_INPUTS] if len(self.numeric) >= 2 and m.reference_events >= MIN_REFERENCE \
+            else []
+        self.pca_specs = [s for s in self.specs if s.name in self.pca_names]
+        self.pca: dict[str, PCAReference | PCADrift] = {}
 
     @property
     def reference(self) -> dict[str, FeatureProfile] | None:
@@ -254,6 +269,7 @@ class ModelMonitor:
             raise ValueError(f"need one {self.output_signal} per event: {outputs.size} for {n} events")
         found = self._feed(versions, self.output_signal, outputs, pos, ts) if self.pseudo else []
         first_f, first_o = self.builder.add(features, outputs) if n and not self.builder.done else (0, 0)
+        pca_ref = self._pca_reference(versions, features) if self.pca_names and n else None
         starts = ts - np.mod(ts, self.window_ms)
         dim_values = self._rank_segments(segments, starts) if self.ranker is not None and segments is not None \
             else {}
@@ -279,6 +295,11 @@ class ModelMonitor:
                 assert self.pseudo is not None
                 bins[self.pseudo] = bin_index(profiles[self.pseudo], outputs[out_rows])
                 sketch.counts[self.pseudo] += counts_of(profiles[self.pseudo], bins[self.pseudo])
+            pca = self.pca.get(version)
+            if rows.size and isinstance(pca, PCADrift):  # vectorised: standardise, project, residual sums
+                x = np.column_stack([cols.numeric[name] for name in self.pca_names])
+                sums = pca.sums(x if pca_ref is None else x[~pca_ref[rows]])
+                sketch.pca = sums if sketch.pca is None else sketch.pca + sums
             if dim_values:
                 self._add_segments(sketch, profiles, dim_values, idx, first_f, first_o, cols if rows.size else None,
                                    bins)
@@ -286,6 +307,30 @@ class ModelMonitor:
             if self.watch_params.enabled and rows.size and (self.pseudo not in bins or out_rows.size == rows.size):
                 found += self._watch(version, profiles, bins, pos[rows], ts[rows])
         return found
+
+    def _pca_reference(self, versions: Sequence[str], features: Sequence[Mapping[str, object]]) -> np.ndarray | None:
+        """Feed each version still collecting its PCA reference the leading rows it needs; the mask of the
+        batch's rows that went to a reference (None when none did)."""
+        mask: np.ndarray | None = None
+        for version, idx in _by_version(versions):
+            ref = self.pca.get(version)
+            if isinstance(ref, PCADrift):
+                continue
+            if ref is None:
+                ref = self.pca[version] = PCAReference(self.pca_names, self.spec.monitor.reference_events)
+            rows = np.arange(len(features)) if idx is None else idx
+            at = 0
+            while ref.result is None and at < rows.size:  # parse only about as many rows as it still needs
+                need = ref.size - ref.n - int(ref.held[0])
+                chunk = rows[at: at + need]
+                cols = to_columns([features[i] for i in chunk.tolist()], self.pca_specs)
+                at += ref.add(np.column_stack([cols.numeric[name] for name in self.pca_names]))
+            if mask is None:
+                mask = np.zeros(len(features), dtype=bool)
+            mask[rows[:at]] = True
+            if ref.result is not None:
+                self.pca[version] = ref.result
+        return mask
 
     def _watch(
         self, version: str, profiles: Mapping[str, FeatureProfile], bins: Mapping[str, np.ndarray],
@@ -498,11 +543,26 @@ class ModelMonitor:
         profiles = self.profiles
         results: dict[str, list[TestResult]] = {}
         n_tests = sum(significance_tests(p) for p in profiles.values())  # Bonferroni over the whole window
+        pca = self.pca.get(model_version)
+        family = n_tests + bool(self.pca_names)  # the multivariate test is one more member (fitted or not yet)
         for name, p in profiles.items():
             counts = sketch.counts.get(name) if sketch is not None else None
             window_counts = counts if counts is not None else np.zeros(p.n_bins, dtype=np.int64)
             thresholds = self.feature_thresholds.get(name, self.thresholds)
-            results[name] = compare(p, window_counts, thresholds=thresholds, n_tests=n_tests)
+            results[name] = compare(p, window_counts, thresholds=thresholds, n_tests=family)
+        details: dict[str, str] = {}
+        if isinstance(pca, PCADrift):
+            sums = sketch.pca if sketch is not None and sketch.pca is not None else np.zeros(3 + len(pca.names))
+            v = pca.judge(sums, self.thresholds.alpha / family, min_samples=self.thresholds.min_samples)
+            results[MULTIVARIATE] = [TestResult(TEST_NAME, v.statistic, v.p_value, v.level, v.drifted,
+                                                v.insufficient, v.n)]  # fmt: skip
+            details[MULTIVARIATE] = orjson.dumps(v.details()).decode()
+        elif self.pca_names:  # its reference is still being collected: insufficient
+            collected = 0 if pca is None else pca.n + int(pca.held[0])
+            results[MULTIVARIATE] = [TestResult(TEST_NAME, float("nan"), None, self.thresholds.alpha / family,
+                                                False, True, 0)]  # fmt: skip
+            details[MULTIVARIATE] = orjson.dumps({"reference_rows": collected,
+                                                  "reference_events": self.spec.monitor.reference_events}).decode()
         acc = sketch.quality if sketch is not None else QualityAccumulator(self.specs, self.reference)
         quality = acc.results()
         inputs_only = {k: v for k, v in results.items() if k != self.pseudo}
@@ -532,7 +592,7 @@ class ModelMonitor:
             model_version=model_version,
             window_start=start,
             window_end=end,
-            feature_drift=drift_rows(self.model_id, model_version, start, end, results) + [
+            feature_drift=drift_rows(self.model_id, model_version, start, end, results, details=details) + [
                 row for seg, res in seg_results.items()
                 for row in drift_rows(self.model_id, model_version, start, end, res, seg)],
             data_quality=quality_rows(self.model_id, model_version, start, end, quality) + [
@@ -663,6 +723,10 @@ class ModelMonitor:
             }), 1),
             "segment_ranker": None if self.ranker is None else self.ranker.state(),
             "newest_start": self.newest_start,
+            # multivariate (issue 18): the fitted PCA or the reference sums so far, per version; window sums
+            "pca": {v: {"fitted": p.state()} if isinstance(p, PCADrift) else {"building": p.state()}
+                    for v, p in self.pca.items()},
+            "pca_windows": {key: s.pca for key, s in self.windows.items() if s.pca is not None},
         }
         return encode_state("model_monitor", _CHECKPOINT_VERSION, state)
 
@@ -726,6 +790,17 @@ class ModelMonitor:
         if mon.ranker is not None and state.get("segment_ranker") is not None:
             mon.ranker = SegmentRanker.from_state(state["segment_ranker"], mon.ranker.k)
         mon.newest_start = int(state.get("newest_start", mon.newest_start))
+        # multivariate: absent from older checkpoints (every version then collects its reference afresh), and
+        # dropped if the spec's numeric inputs changed
+        for version, pca_state in state.get("pca", {}).items():
+            restored = PCADrift.from_state(pca_state["fitted"]) if "fitted" in pca_state \
+                else PCAReference.from_state(pca_state["building"])
+            if restored.names == mon.pca_names:
+                mon.pca[str(version)] = restored
+        for key, sums in state.get("pca_windows", {}).items():
+            if key in mon.windows and isinstance(mon.pca.get(key[0]), PCADrift) \
+                    and np.shape(sums) == (3 + len(mon.pca_names),):
+                mon.windows[key].pca = np.asarray(sums, dtype=np.float64)
         return mon
 
 

@@ -32,7 +32,7 @@ __all__ = [
 
 FEATURE_DRIFT_COLUMNS = (
     "model_id", "model_version", "segment", "window_start", "window_end", "feature", "test", "statistic",
-    "p_value", "threshold", "drifted", "insufficient", "samples",
+    "p_value", "threshold", "drifted", "insufficient", "samples", "details",
 )  # fmt: skip
 DATA_QUALITY_COLUMNS = (
     "model_id", "model_version", "window_start", "window_end", "feature", "check", "value", "samples",
@@ -61,7 +61,8 @@ class WindowReport:
     ``feature_drift`` and ``data_quality`` are rows in :data:`FEATURE_DRIFT_COLUMNS` and
     :data:`DATA_QUALITY_COLUMNS` order. ``attribution`` ranks every tested input feature with enough data
     by PSI, largest first, as ``(feature, psi, drifted)``; ``drifted_features`` are the input features with
-    at least one drifted test. ``detections`` are the detector hits whose event time is in the window.
+    at least one drifted test, and ``__multivariate__`` when the inputs' joint test drifted. ``detections``
+    are the detector hits whose event time is in the window.
     """
 
     model_id: str
@@ -85,16 +86,18 @@ def drift_rows(
     end: datetime,
     results: Mapping[str, Sequence[TestResult]],
     segment: str = "",
+    details: Mapping[str, str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """``feature_drift`` rows (of ``segment``, ``""`` = whole model); an insufficient test has a NaN statistic
-    and no p-value."""
+    and no p-value; ``details`` (JSON text by feature, ``''`` where absent) goes to the ``details`` column."""
     rows: list[tuple[Any, ...]] = []
     for feature, tests in results.items():
+        extra = (details or {}).get(feature, "")
         for r in tests:
             p = None if r.p_value is None or not math.isfinite(r.p_value) else float(r.p_value)
             rows.append((
                 model_id, model_version, segment, start, end, feature, r.test, float(r.statistic), p,
-                float(r.threshold), int(r.drifted), int(r.insufficient), int(r.n),
+                float(r.threshold), int(r.drifted), int(r.insufficient), int(r.n), extra,
             ))  # fmt: skip
     return rows
 

@@ -115,6 +115,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"""ALTER TABLE {{db}}.drift_events ADD COLUMN IF NOT EXISTS change_position Nullable(UInt64),
             ADD COLUMN IF NOT EXISTS change_time Nullable({_TS})""",
     )),
+    # --- issue 18: multivariate drift rows (feature '__multivariate__') carry their attribution and band as JSON
+    Migration(71, "feature drift details", (
+        "ALTER TABLE {db}.feature_drift ADD COLUMN IF NOT EXISTS details String DEFAULT ''",
+    )),
     # --- issue 17: data quality and detector firings per segment ('' = the whole model, as before). The new
     # column (no DEFAULT: a String is '' anyway) joins the end of each sorting key (ClickHouse allows that only in
     # the ALTER that adds it, and only for a column without a default expression), so
