@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -71,6 +72,19 @@ async def test_an_unreachable_alertmanager_is_retried_and_counted_without_raisin
         await sender.close()
 
 
+async def serve_alertmanager(
+    handle: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, int]:
+    """A local stand-in for Alertmanager's ``POST /api/v2/alerts``; returns its runner (to clean up) and port."""
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 async def test_failed_posts_are_logged_with_the_status_and_the_start_of_the_answer(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -80,12 +94,7 @@ async def test_failed_posts_are_logged_with_the_status_and_the_start_of_the_answ
         status, text = answers.pop(0)
         return web.Response(status=status, text=text)
 
-    app = web.Application()
-    app.router.add_post("/api/v2/alerts", take)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_alertmanager(take)
     sender = AlertmanagerSender([f"http://bob:pw@127.0.0.1:{port}/"], "http://x", retries=1, backoff=0.0)
     await sender.start()
     try:
@@ -146,12 +155,7 @@ async def test_seeded_alerts_are_posted_at_once_and_re_sent_while_firing() -> No
         posts.append(await request.json())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/api/v2/alerts", take)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_alertmanager(take)
     sender = AlertmanagerSender([f"http://127.0.0.1:{port}"], "http://x", resend_seconds=0.2)
     try:
         sender.submit(event())  # known since start: the seed must not replace it
