@@ -25,7 +25,7 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -73,6 +73,8 @@ Message = tuple[str, bytes, bytes]
 """(topic, key, value)"""
 
 _START_TIMEOUT = 15.0
+
+_Event = TypeVar("_Event", PredictionEvent, GroundTruthEvent)
 
 
 class DeliveryError(UserError):
@@ -126,23 +128,28 @@ def encode_prediction(
     >>> print(value.decode())
     {"prediction_id":"p1","model_id":"m","model_version":"1","timestamp":1704067200123,"features":{"x":null},"prediction":1,"segment":{}}
     """
-    cls = _event_models(limits)[0]
-    if type(event) is not cls:
-        data = event.model_dump() if isinstance(event, PredictionEvent) else event
-        event = validate_prediction(data, limits)
-    assert isinstance(event, PredictionEvent)
-    return event.prediction_id.encode(), _dump(event, limits)
+    return _encode(event, limits, PredictionEvent, validate_prediction)
 
 
 def encode_ground_truth(
     event: GroundTruthEvent | Mapping[str, Any], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[bytes, bytes]:
     """Validate one ground-truth event and return its message ``(key, value)``; see :func:`encode_prediction`."""
-    cls = _event_models(limits)[1]
-    if type(event) is not cls:
-        data = event.model_dump() if isinstance(event, GroundTruthEvent) else event
-        event = validate_ground_truth(data, limits)
-    assert isinstance(event, GroundTruthEvent)
+    return _encode(event, limits, GroundTruthEvent, validate_ground_truth)
+
+
+def _encode(
+    event: _Event | Mapping[str, Any],
+    limits: Limits,
+    kind: type[_Event],
+    validate: Callable[[Mapping[str, Any], Limits], _Event],
+) -> tuple[bytes, bytes]:
+    """``(key, value)`` of one event of ``kind``: its class enforcing ``limits`` is trusted, the rest validated."""
+    trusted = _event_models(limits)[0 if kind is PredictionEvent else 1]
+    if type(event) is not trusted:
+        data = event.model_dump() if isinstance(event, kind) else cast(Mapping[str, Any], event)
+        event = validate(data, limits)
+    assert isinstance(event, kind)
     return event.prediction_id.encode(), _dump(event, limits)
 
 

@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
+from stream.alerts.delivery import HttpDelivery
 from stream.contracts.events import AlertEvent
 from stream.contracts.redact import safe_url
 
@@ -34,6 +34,7 @@ __all__ = ["AlertmanagerSender", "alertmanager_alert", "model_page_url"]
 log = logging.getLogger(__name__)
 
 API_PATH = "/api/v2/alerts"
+_HEADERS = {"Content-Type": "application/json"}
 
 
 def model_page_url(public_url: str, model_id: str) -> str:
@@ -84,11 +85,7 @@ def alertmanager_alert(
     }
 
 
-class _Retryable(Exception):
-    pass
-
-
-class AlertmanagerSender:
+class AlertmanagerSender(HttpDelivery):
     """Posts alert events to one or more Alertmanagers (each gets every alert, as Prometheus does for an HA pair).
 
     Parameters
@@ -106,6 +103,9 @@ class AlertmanagerSender:
     ``counts`` holds ``posts`` (successful posts), ``alerts_sent``, ``failed`` (posts that gave up) and
     ``retries``.
     """
+
+    task_name = "driftwarden-alertmanager"
+    error_text_chars = 200
 
     def __init__(
         self,
@@ -125,21 +125,16 @@ class AlertmanagerSender:
                 raise ValueError(f"Alertmanager url {url!r} must start with http:// or https://")
         if resend_seconds <= 0 or timeout <= 0 or retries < 0 or backoff < 0:
             raise ValueError("Alertmanager sender needs resend_seconds > 0, timeout > 0, retries >= 0, backoff >= 0")
+        super().__init__(timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
         self.urls = [u.rstrip("/") for u in urls]
         self.public_url = public_url
         self.resend_seconds = resend_seconds
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.counts: dict[str, int] = {"posts": 0, "alerts_sent": 0, "failed": 0, "retries": 0}
         self.firing: dict[str, tuple[AlertEvent, datetime]] = {}  # alert id -> (event, startsAt)
         self._changed: dict[str, dict[str, Any]] = {}  # alert id -> postable alert, not yet delivered
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
 
     def _firing_alert(self, event: AlertEvent, starts_at: datetime) -> dict[str, Any]:
         ends = datetime.now(UTC) + timedelta(seconds=4 * self.resend_seconds)
@@ -172,31 +167,8 @@ class AlertmanagerSender:
             self._idle.clear()
             self._wake.set()
 
-    async def start(self) -> None:
-        """Start the background delivery task (idempotent)."""
-        if self._task is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-            self._task = asyncio.create_task(self._run(), name="driftwarden-alertmanager")
-
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every change submitted so far was posted (or given up); False if ``timeout`` passed."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Post what is pending (up to ``timeout`` seconds), then stop the task and close the session."""
-        if self._task is not None:
-            await self.flush(timeout)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def _drained(self) -> None:
+        await self._idle.wait()
 
     async def _run(self) -> None:
         next_resend = time.monotonic() + self.resend_seconds
@@ -235,35 +207,10 @@ class AlertmanagerSender:
         return any(results)
 
     async def _post_with_retries(self, url: str, body: bytes) -> bool:
-        error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.counts["retries"] += 1
-                await asyncio.sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
-            try:
-                await self._post(url + API_PATH, body)
-            except _Retryable as exc:
-                error = str(exc)
-                continue
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                break
+        error = await self._with_retries(lambda: self._post(url + API_PATH, body, _HEADERS))
+        if error is None:
             self.counts["posts"] += 1
             return True
         self.counts["failed"] += 1
         log.warning("Alertmanager %s: alerts not delivered: %s", safe_url(url), error)
         return False
-
-    async def _post(self, url: str, body: bytes) -> None:
-        assert self._session is not None
-        headers = {"Content-Type": "application/json"}
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                status = response.status
-                text = "" if status < 400 else (await response.text())[:200]
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status} {text}")
-        if status >= 400:
-            raise ValueError(f"HTTP {status} {text}")

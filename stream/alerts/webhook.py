@@ -16,8 +16,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import aiohttp
-
+from stream.alerts.delivery import HttpDelivery
 from stream.alerts.signing import sign_headers
 from stream.contracts.events import AlertEvent
 from stream.contracts.redact import safe_url
@@ -55,11 +54,7 @@ class WebhookTarget:
         return _RANK.get(severity, 0) >= _RANK[self.min_severity]
 
 
-class _Retryable(Exception):
-    pass
-
-
-class WebhookSender:
+class WebhookSender(HttpDelivery):
     """Delivers alert events to webhook targets in the background.
 
     Parameters
@@ -78,6 +73,8 @@ class WebhookSender:
     ``counts`` holds ``delivered`` and ``failed`` (per event and target), ``retries`` and ``dropped``.
     """
 
+    task_name = "driftwarden-webhooks"
+
     def __init__(
         self,
         targets: list[WebhookTarget],
@@ -90,21 +87,10 @@ class WebhookSender:
     ) -> None:
         if queue_size < 1 or retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("webhook sender needs queue_size >= 1, retries >= 0, timeout > 0, backoff >= 0")
+        super().__init__(timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
         self.targets = list(targets)
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.counts: dict[str, int] = {"delivered": 0, "failed": 0, "retries": 0, "dropped": 0}
         self._queue: asyncio.Queue[AlertEvent] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Start the background delivery task (idempotent)."""
-        if self._task is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-            self._task = asyncio.create_task(self._run(), name="driftwarden-webhooks")
 
     def submit(self, event: AlertEvent) -> None:
         """Enqueue an event without blocking; drops the oldest queued event if the queue is full."""
@@ -121,25 +107,8 @@ class WebhookSender:
                     self.counts["dropped"] += 1
                     log.warning("webhook queue full: dropped the oldest alert event")
 
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued event was delivered or failed; False if ``timeout`` passed first."""
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout`` seconds), then stop the task and close the session."""
-        if self._task is not None:
-            await self.flush(timeout)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def _drained(self) -> None:
+        await self._queue.join()
 
     async def _run(self) -> None:
         while True:
@@ -155,35 +124,16 @@ class WebhookSender:
 
     async def _deliver(self, target: WebhookTarget, event: AlertEvent, body: bytes) -> None:
         headers = {"Content-Type": "application/json", "X-Driftwarden-Alert-Id": event.alert_id}
-        error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.counts["retries"] += 1
-                await asyncio.sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))
+
+        async def attempt() -> None:
             if target.secret:  # signed per attempt: the timestamp is the attempt's
                 headers.update(sign_headers(body, target.secret, message_id(event)))
-            try:
-                await self._post(target.url, body, headers)
-            except _Retryable as exc:
-                error = str(exc)
-                continue
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                break
+            await self._post(target.url, body, headers)
+
+        error = await self._with_retries(attempt)
+        if error is None:
             self.counts["delivered"] += 1
             return
         self.counts["failed"] += 1
         error = error.replace(target.url, safe_url(target.url))
         log.warning("webhook %s: alert %s not delivered: %s", safe_url(target.url), event.alert_id, error)
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        assert self._session is not None
-        try:
-            async with self._session.post(url, data=body, headers=headers) as response:
-                status = response.status
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}")
-        if status >= 400:
-            raise ValueError(f"HTTP {status}")

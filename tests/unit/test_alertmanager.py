@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -71,6 +72,48 @@ async def test_an_unreachable_alertmanager_is_retried_and_counted_without_raisin
         await sender.close()
 
 
+async def serve_alertmanager(
+    handle: Callable[[web.Request], Awaitable[web.Response]],
+) -> tuple[web.AppRunner, int]:
+    """A local stand-in for Alertmanager's ``POST /api/v2/alerts``; returns its runner (to clean up) and port."""
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
+async def test_failed_posts_are_logged_with_the_status_and_the_start_of_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = [(400, "bad alert"), (429, "slow down"), (503, "x" * 300)]
+
+    async def take(request: web.Request) -> web.Response:
+        status, text = answers.pop(0)
+        return web.Response(status=status, text=text)
+
+    runner, port = await serve_alertmanager(take)
+    sender = AlertmanagerSender([f"http://bob:pw@127.0.0.1:{port}/"], "http://x", retries=1, backoff=0.0)
+    await sender.start()
+    try:
+        with caplog.at_level("WARNING", logger="stream.alerts.alertmanager"):
+            sender.submit(event())  # 400: not retried
+            assert await sender.flush(10)
+            sender.submit(event("resolved"))  # 429, then 503: retried once, then given up
+            assert await sender.flush(10)
+        assert sender.counts == {"posts": 0, "alerts_sent": 0, "failed": 2, "retries": 1}
+        prefix = f"Alertmanager http://127.0.0.1:{port}: alerts not delivered: "
+        assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+            ("stream.alerts.alertmanager", "WARNING", prefix + "ValueError: HTTP 400 bad alert"),
+            ("stream.alerts.alertmanager", "WARNING", prefix + "HTTP 503 " + "x" * 200),
+        ]
+    finally:
+        await sender.close()
+        await runner.cleanup()
+
+
 def test_bad_settings_fail_with_one_line() -> None:
     with pytest.raises(ValueError, match="must start with http"):
         AlertmanagerSender(["alertmanager:9093"], "http://x")
@@ -112,12 +155,7 @@ async def test_seeded_alerts_are_posted_at_once_and_re_sent_while_firing() -> No
         posts.append(await request.json())
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_post("/api/v2/alerts", take)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await serve_alertmanager(take)
     sender = AlertmanagerSender([f"http://127.0.0.1:{port}"], "http://x", resend_seconds=0.2)
     try:
         sender.submit(event())  # known since start: the seed must not replace it

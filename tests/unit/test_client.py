@@ -9,6 +9,7 @@ import math
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from stream.client import (
     resolve_bootstrap,
 )
 from stream.config import Settings
-from stream.contracts.events import ContractError, Limits, PredictionEvent
+from stream.contracts.events import ContractError, GroundTruthEvent, Limits, PredictionEvent, _event_models
 from stream.contracts.registry import RegisteredModel
 from stream.errors import UserError
 
@@ -87,6 +88,28 @@ def test_event_instances_are_accepted_and_revalidated_under_other_limits() -> No
     with pytest.raises(ContractError) as info:
         encode_prediction(event, Limits(max_features=2))
     assert info.value.reason == "too_many_features"
+
+
+def test_ground_truth_instances_are_revalidated_under_other_limits() -> None:
+    event = GroundTruthEvent.model_validate({"prediction_id": "p-12345", "label": 1, "timestamp": TS})
+    assert encode_ground_truth(event)[0] == b"p-12345"
+    with pytest.raises(ContractError) as info:
+        encode_ground_truth(event, Limits(max_id_length=4))
+    assert info.value.reason == "string_too_long"
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["prediction", "ground_truth"])
+@pytest.mark.parametrize("limits", [Limits(), Limits(max_id_length=40)], ids=["default", "other"])
+def test_an_instance_of_the_class_enforcing_the_limits_is_trusted(
+    kind: int, limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = prediction() if kind == 0 else {"prediction_id": "p-1", "label": 1, "timestamp": TS}
+    event: Any = _event_models(limits)[kind].model_validate(data)
+    encode: Callable[[Any, Limits], tuple[bytes, bytes]] = (encode_prediction, encode_ground_truth)[kind]
+    expected = encode(event, limits)
+    for name in ("validate_prediction", "validate_ground_truth"):
+        monkeypatch.setattr(f"stream.client.{name}", lambda *_: pytest.fail("validated again"))
+    assert encode(event, limits) == expected
 
 
 BAD_PREDICTIONS = [

@@ -144,3 +144,36 @@ def test_target_validation() -> None:
         WebhookTarget("http://x", "loud")
     with pytest.raises(ValueError, match="must start with"):
         WebhookTarget("ftp://x")
+
+
+async def test_give_ups_are_logged_once_per_event_and_target_without_credentials(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url = await serve([400, 429, 503])
+    secret_url = url.replace("http://", "http://bob:pw@")
+    sender = WebhookSender([WebhookTarget(secret_url, "info")], retries=1, backoff=0.0)
+    await sender.start()
+    with caplog.at_level("WARNING", logger="stream.alerts.webhook"):
+        sender.submit(event("a1"))  # 400: not retried
+        assert await sender.flush(timeout=10)
+        sender.submit(event("a2"))  # 429, then 503: retried once, then given up
+        assert await sender.flush(timeout=10)
+    await sender.close()
+    assert sender.counts == {"delivered": 0, "failed": 2, "retries": 1, "dropped": 0}
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("stream.alerts.webhook", "WARNING", f"webhook {url}: alert a1 not delivered: ValueError: HTTP 400"),
+        ("stream.alerts.webhook", "WARNING", f"webhook {url}: alert a2 not delivered: HTTP 503"),
+    ]
+    assert "bob" not in caplog.text and "pw@" not in caplog.text
+
+
+async def test_an_unreachable_target_logs_the_connection_error(caplog: pytest.LogCaptureFixture) -> None:
+    url = dead_url()
+    sender = WebhookSender([WebhookTarget(url, "info")], retries=0, timeout=2)
+    await sender.start()
+    with caplog.at_level("WARNING", logger="stream.alerts.webhook"):
+        sender.submit(event())
+        assert await sender.flush(timeout=10)
+    await sender.close()
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"webhook {url}: alert a1 not delivered: ClientConnectorError: ")
