@@ -71,34 +71,56 @@ def categorical_sampler(j: int) -> Any:
     return lambda rng, n: labels[rng.choice(k, size=n, p=p)]
 
 
+def stationary_model_window(
+    samplers: list[Any], rng: np.random.Generator, ref_n: int, win_n: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Raw reference and window values of every feature (drawn feature by feature: reference, then window)."""
+    refs, wins = [], []
+    for draw in samplers:
+        refs.append(draw(rng, ref_n))
+        wins.append(draw(rng, win_n))
+    return refs, wins
+
+
+def profile_model(
+    kind: str, refs: list[np.ndarray], wins: list[np.ndarray]
+) -> tuple[list[FeatureProfile], list[np.ndarray]]:
+    """The reference profile of every feature and its window's bin counts, as the service keeps them."""
+    profiles = [profile_numeric(r) if kind == "numeric" else profile_categorical(r) for r in refs]
+    return profiles, [bin_counts(p, w) for p, w in zip(profiles, wins, strict=True)]
+
+
+def drifted_tests(profiles: list[FeatureProfile], counts: list[np.ndarray], thresholds: Thresholds) -> list[str]:
+    """The test of every drifted result of one model window, Bonferroni over all its significance tests (as
+    :class:`stream.monitor.model_monitor.ModelMonitor`); empty when the window is not flagged."""
+    n_tests = sum(significance_tests(p) for p in profiles)
+    return [r.test for p, c in zip(profiles, counts, strict=True)
+            for r in compare(p, c, thresholds=thresholds, n_tests=n_tests) if r.drifted]  # fmt: skip
+
+
+def model_samplers(kind: str) -> list[Any]:
+    """The 20 feature distributions of a numeric or categorical model."""
+    return [numeric_sampler(j) if kind == "numeric" else categorical_sampler(j) for j in range(N_FEATURES)]
+
+
 def model_window_fpr(kind: str, ref_n: int, win_n: int, reps: int, seed: int) -> dict[str, Any]:
     """Fraction of stationary model windows flagged, and of feature windows flagged per test."""
     rng = np.random.default_rng(seed)
-    samplers = [numeric_sampler(j) if kind == "numeric" else categorical_sampler(j) for j in range(N_FEATURES)]
+    samplers = model_samplers(kind)
     thresholds = Thresholds()
     flagged = 0
     by_test: dict[str, int] = {}
     feature_windows = 0
     seconds = 0.0
     for _ in range(reps):
-        profiles: list[FeatureProfile] = []
-        windows: list[np.ndarray] = []
-        for draw in samplers:
-            ref = draw(rng, ref_n)
-            prof = profile_numeric(ref) if kind == "numeric" else profile_categorical(ref)
-            profiles.append(prof)
-            windows.append(bin_counts(prof, draw(rng, win_n)))
-        n_tests = sum(significance_tests(p) for p in profiles)
+        profiles, windows = profile_model(kind, *stationary_model_window(samplers, rng, ref_n, win_n))
         t0 = time.perf_counter()
-        any_flag = False
-        for prof, counts in zip(profiles, windows, strict=True):
-            for r in compare(prof, counts, thresholds=thresholds, n_tests=n_tests):
-                if r.drifted:
-                    any_flag = True
-                    by_test[r.test] = by_test.get(r.test, 0) + 1
+        tests = drifted_tests(profiles, windows, thresholds)
         seconds += time.perf_counter() - t0
+        for t in tests:
+            by_test[t] = by_test.get(t, 0) + 1
         feature_windows += N_FEATURES
-        flagged += any_flag
+        flagged += bool(tests)
     return {
         "kind": kind, "reference": ref_n, "window": win_n, "model_windows": reps, "flagged": flagged,
         "fpr": flagged / reps, "fpr_upper95": wilson_upper(flagged, reps),
