@@ -97,6 +97,10 @@ class IngestConsumer:
         finally:
             await self.consumer.stop()
 
+    def assigned_partitions(self) -> set[int]:
+        """Input partitions assigned to this worker now (none before the consumer started)."""
+        return set() if self.consumer is None else {tp.partition for tp in self.consumer.assignment()}
+
     async def _at_high_watermarks(self, assigned: set[TopicPartition]) -> bool:
         assert self.consumer is not None
         for tp in assigned:

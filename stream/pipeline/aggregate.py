@@ -122,6 +122,9 @@ class Aggregator:
                 self.replayed += 1
                 return
             self.next_offset = offset + 1
+        joined = batch.get("joined_until")  # absent in records written before it existed
+        if joined is not None:
+            self.store.note_joined(str(batch["model_id"]), int(batch["partition"]), int(joined))
         try:
             self._apply(batch)
         except StageFailure:
@@ -378,7 +381,7 @@ class Aggregator:
             "next_offset": self.next_offset,
             "windows": {_key_text(k): v for k, v in self._serialized.items() if k in self.store.windows},
             "dirty": [_key_text(k) for k in self.store.dirty], "closed": [_key_text(k) for k in self.store.closed],
-            "clocks": {m: (c.max_event_ms, c.watermark_ms, c.idle_ms, c.sources, c.expected)
+            "clocks": {m: (c.max_event_ms, c.watermark_ms, c.idle_ms, c.sources, c.expected, c.joined)
                        for m, c in self.store.clocks.items()},
             "evicted_until": dict(self.store.evicted_until), "too_late": self.store.too_late,
             "recent": (horizon, clock, keys.tobytes(), stamps.tobytes()),
@@ -432,8 +435,9 @@ class Aggregator:
         out.store.dirty = {_key_of(t) for t in state["dirty"]}
         out.store.closed = {_key_of(t) for t in state["closed"]}
         now_ms = time.time() * 1000
-        for model_id, (max_event, watermark, idle, sources, *expected) in state["clocks"].items():
-            out.store.clocks[model_id] = ModelClock(max_event, watermark, idle, dict(sources), *expected)
+        for model_id, (max_event, watermark, idle, sources, *rest) in state["clocks"].items():
+            out.store.clocks[model_id] = ModelClock(max_event, watermark, idle, dict(sources),
+                                                    rest[0] if rest else 0, dict(rest[1]) if len(rest) > 1 else {})
             out.store.clocks[model_id].refresh(now_ms)
         out.replayed, out.predictions, out.outcomes = state["counts"]
         out.store.evicted_until = dict(state["evicted_until"])

@@ -201,8 +201,12 @@ class Ingest:
 
     def restore(self, partition: int, offsets: dict[str, int], state: bytes) -> None:
         """Continue from a checkpoint: its join state, and the offsets below which records are replays."""
-        self.joins[partition] = JoinState.restore(state)
+        join = self.joins[partition] = JoinState.restore(state)
         self.next_offsets[partition] = dict(offsets)
+        now = time.time() * 1000
+        for side, ts in enumerate(join.read_until):
+            if ts > 0:  # the join clock goes on where it was, as if that side had just been read
+                self.watermarks[(partition, side)] = (ts, now)
 
     def _regression(self, model_id: str) -> bool:
         model = self.registry.get(model_id)
@@ -211,6 +215,8 @@ class Ingest:
     def _advance(self, partition: int, side: int, max_ts: int) -> None:
         previous = self.watermarks.get((partition, side), (0, 0.0))[0]
         self.watermarks[(partition, side)] = (max(previous, max_ts), time.time() * 1000)
+        join = self.join_for(partition)
+        join.read_until[side] = max(join.read_until[side], max_ts)
 
     def join_clock(self, partition: int, now_ms: float) -> int:
         """Event time up to which both inputs of a partition have been read: the smaller of the two sides'
@@ -242,6 +248,8 @@ class Ingest:
         """Drop the state of a partition this worker no longer owns."""
         self.joins.pop(partition, None)
         self.next_offsets.pop(partition, None)
+        for side in (PREDICTIONS, GROUND_TRUTH):
+            self.watermarks.pop((partition, side), None)
 
     def _share(self, join: JoinState) -> None:
         """Tell the join which models share requests (champions and challengers, from the registry)."""
@@ -265,6 +273,8 @@ class Ingest:
         self._poison = []
         for batch in result.batches.values():
             batch["sources"] = self.sources
+            # how far both inputs of the partition were read: the aggregate stage evicts no window after it
+            batch["joined_until"] = self.join_clock(int(batch["partition"]), now_ms)
         result.processed = len(records)
         return result
 

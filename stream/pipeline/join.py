@@ -419,6 +419,9 @@ class JoinState:
         self.max_delay_ms = int(max_delay_ms)
         self.duplicate_policy: DuplicatePolicy = duplicate_policy
         self.stats = JoinStats()
+        # newest event time read per input side (predictions, labels): kept in snapshots, so that a restored
+        # partition's join clock (stream.pipeline.ingest) goes on from there even if nothing more is read
+        self.read_until = [0, 0]
         self._models: list[tuple[str, str, str]] = []
         self._model_index: dict[tuple[str, str, str], int] = {}
         self._key_salt: list[int] = []  # per model key: hash of its model_id
@@ -944,6 +947,7 @@ class JoinState:
             "max_delay_ms": self.max_delay_ms,
             "duplicate_policy": self.duplicate_policy,
             "stats": asdict(self.stats),
+            "read_until": self.read_until,
             "models": self._models,
             "shared": sorted(self._shared_ids),
             "classes": self._classes,
@@ -980,6 +984,7 @@ class JoinState:
             pos += arrays[name].nbytes
         state = cls(meta["max_delay_ms"], meta["duplicate_policy"])
         state.stats = JoinStats(**meta["stats"])
+        state.read_until = [int(t) for t in meta.get("read_until", [0, 0])]
         state._shared_ids = frozenset(meta.get("shared", []))
         for model in meta["models"]:
             state.intern(*model)

@@ -62,12 +62,22 @@ class ModelClock:
     # per input partition: (max event time, wall clock when last seen); the watermark follows the slowest
     sources: dict[int, tuple[int, float]] = field(default_factory=dict)
     expected: int = 0  # input partitions 0..expected-1 exist: one not seen yet holds the watermark back
+    # per input partition: (the ingest's join clock, wall clock when last told). Eviction waits for it: the
+    # labels topic may be read far behind the predictions, and their outcomes must still find their windows
+    joined: dict[int, tuple[int, float]] = field(default_factory=dict)
     since: float = field(default_factory=lambda: time.time() * 1000)  # wall clock the clock started waiting
 
     def refresh(self, now_ms: float) -> None:
         """After a restore: nothing was read yet, so no partition has been silent for long."""
         self.since = now_ms
         self.sources = {p: (ts, now_ms) for p, (ts, _) in self.sources.items()}
+        self.joined = {p: (ts, now_ms) for p, (ts, _) in self.joined.items()}
+
+    def evictable_until(self, now_ms: float) -> float:
+        """Event time before which windows may be evicted: the watermark, held back by the join clock of
+        every input partition heard from within `SOURCE_IDLE_MS`."""
+        held = [ts for ts, seen in self.joined.values() if now_ms - seen <= SOURCE_IDLE_MS]
+        return min([self.watermark_ms, *held])
 
 
 @dataclass
@@ -162,6 +172,12 @@ class WindowStore:
             self.dirty.add(key)
             self.changed.add(key)
 
+    def note_joined(self, model_id: str, source: int, joined_until_ms: int) -> None:
+        """The ingest stage's join clock of input partition ``source`` (see `ModelClock.evictable_until`)."""
+        clock = self.clocks[model_id]
+        previous = clock.joined.get(source, (joined_until_ms, 0.0))[0]
+        clock.joined[source] = (max(previous, joined_until_ms), time.time() * 1000)
+
     def _observe(self, model_id: str, max_ts_ms: int, source: int = 0, sources: int = 0) -> None:
         """Advance the model's watermark: the max event time of its *slowest* input partition, minus lateness.
 
@@ -211,10 +227,12 @@ class WindowStore:
     def evict(self) -> list[WindowKey]:
         """Drop closed windows older than the maximum label delay; no label can revise them any more."""
         gone = []
+        now_ms = time.time() * 1000
+        until = {model_id: clock.evictable_until(now_ms) for model_id, clock in self.clocks.items()}
         for key in list(self.closed):
             spec = self.spec_for(key[0])
             end = key[3] + self._size_ms(spec)
-            if end + spec.monitor.max_label_delay_seconds * 1000 <= self.clocks[key[0]].watermark_ms \
+            if end + spec.monitor.max_label_delay_seconds * 1000 <= until.get(key[0], -(2**62)) \
                     and key not in self.dirty:
                 del self.windows[key]
                 self.closed.discard(key)

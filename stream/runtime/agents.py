@@ -516,7 +516,13 @@ class Runtime:
         await self.sink.submit("models", MODEL_COLUMNS, [model_row(model)])
 
     async def expire_joins(self) -> None:
-        """Expire waiting predictions and labels older than the maximum label delay; write join statistics."""
+        """Expire waiting predictions and labels older than the maximum label delay; write join statistics.
+
+        Assigned partitions are restored first: after a restart with nothing left to read, a partition would
+        otherwise never be restored, so its waiting items would never expire and its statistics never be written.
+        """
+        async with self.locks["ingest"]:  # a rebalance holds it while it changes the assignment
+            await self.restore_ingest(self.ingest_consumer.assigned_partitions())
         now_ms = int(time.time() * 1000)
         rows: list[tuple[Any, ...]] = []
         now = dt.datetime.now(dt.UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -165,3 +166,14 @@ def test_checkpointed_windows_are_deflated_and_an_older_checkpoint_with_plain_wi
     for data in (snapshot, older):
         restored = Aggregator.restore(data, lambda _: SPEC)
         assert [w.to_bytes() for w in restored.store.windows.values()] == list(plain.values())
+
+
+def test_the_join_clock_of_each_partition_survives_a_checkpoint() -> None:
+    aggregator = Aggregator(lambda _: SPEC)
+    batch = _predictions(range(10), T0 + 1_000)
+    batch["joined_until"] = T0 - 5_000  # the labels of this partition are read up to 5 s before the window
+    aggregator.apply(batch)
+    restored = Aggregator.restore(aggregator.snapshot(), lambda _: SPEC)
+    joined = restored.store.clocks["m"].joined
+    assert {p: ts for p, (ts, _) in joined.items()} == {int(batch["partition"]): T0 - 5_000}
+    assert restored.store.clocks["m"].evictable_until(time.time() * 1000) == T0 - 5_000

@@ -138,3 +138,33 @@ def test_window_rows_of_a_batch_match_a_per_event_grouping(seed: int) -> None:
             expected.setdefault(("m", versions[i], seg, start), []).append(i)
     assert got == expected
     assert store.too_late == late == store.too_late_by_model["m"]
+
+
+def test_labels_read_behind_the_predictions_hold_eviction_back() -> None:
+    """The labels topic can be read far behind the predictions (seen: a batch consumer read every predictions
+    partition to its end before the labels): windows stay until the join clock, which counts both inputs, passes."""
+    store = WindowStore(lambda _: SPEC)
+    store.note_joined("m", 0, 0)  # the ingest stage has read no label of partition 0 yet
+    _add(store, [0, 1000], source=0)
+    _add(store, [3_600_000], source=0)  # the predictions an hour ahead
+    store.close_due()
+    store.take_dirty()
+    assert store.evict() == []
+    store.add_outcomes("m", ["1"], [{}], np.asarray([500], np.int64), np.ones(1), np.ones(1), np.full(1, 0.5), {})
+    assert store.too_late == 0
+    assert store.windows[("m", "1", "", 0)].metrics()["labelled"][0] == 1
+    store.note_joined("m", 0, 3_600_000)  # the labels caught up
+    store.take_dirty()
+    assert ("m", "1", "", 0) in store.evict()
+
+
+def test_a_join_clock_not_heard_from_for_long_holds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = WindowStore(lambda _: SPEC)
+    store.note_joined("m", 0, 0)
+    _add(store, [0, 3_600_000], source=0)
+    store.close_due()
+    store.take_dirty()
+    assert store.evict() == []
+    later = time.time() + windows.SOURCE_IDLE_MS / 1000 + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert ("m", "1", "", 0) in store.evict()
