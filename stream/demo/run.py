@@ -183,6 +183,13 @@ def summary(service: Service, report: DemoReport) -> str:
         cells = [f"{t:%H:%M:%S} {d:+.3f} p={p:.2g} {v}" for c, m, t, d, p, v in compared
                  if (c, m) == (champion, challenger)]
         lines.append(f"                  {challenger} vs {champion}: " + "  ".join(cells[-4:]))
+    _, fairness = ch.query_rows(  # the protected attribute of credit-risk (and its challenger)
+        f"SELECT model_id, window_start, metric, value FROM {db}.window_metrics FINAL WHERE segment = '' "
+        "AND metric LIKE 'disparate\\_impact:%' AND isFinite(value) ORDER BY model_id, metric, window_start")
+    lines += ["  fairness        (disparate impact per window: min / max positive rate of the groups; < 0.8 alerts)"]
+    for model_id, metric in dict.fromkeys((row[0], row[2]) for row in fairness):
+        cells = [f"{t:%H:%M:%S} {v:.2f}" for m, t, name, v in fairness if (m, name) == (model_id, metric)]
+        lines.append(f"                  {model_id} {metric.split(':', 1)[1]}: " + "  ".join(cells[-6:]))
     alerts = service.runtime.alerts_published if service.runtime is not None else []
     lines += [f"  alerts          {len(alerts)}"]
     lines += [f"                  [{a.severity} {a.state}] {a.message}" for a in alerts]

@@ -6,7 +6,9 @@ Two demo models (:data:`DEMO_MODELS`, specs as plain dicts matching ``stream.con
 
 ``credit-risk`` v3 (binary classification, positive class ``"default"``, negative ``"repaid"``)
     Features income (lognormal), age, debt_ratio, utilisation (1 % missing, sent as ``None``), employment,
-    channel; segment ``region``. The true label is drawn from a hidden logistic model; the deployed model is
+    channel; segment ``region`` and the protected attribute ``sex`` (``f``/``m`` from a hash of the
+    prediction id, independent of the features: fairness metrics per group, with parity). The true label is
+    drawn from a hidden logistic model; the deployed model is
     that same logistic model (missing utilisation imputed with its mean), so before drift its accuracy is
     about 0.85. Ground truth carries ``business.revenue``: 8 % of the loan (a quarter of the income) if the
     model approved (predicted ``"repaid"``) and the loan was repaid, minus half the loan if it defaulted, 0 if
@@ -37,6 +39,7 @@ from __future__ import annotations
 import copy
 import gc
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +110,7 @@ def _credit_spec() -> dict[str, Any]:
             {"name": "channel", "type": "categorical", "range": None, "categories": _CHANNEL.tolist()},
         ],
         "segment_fields": ["region"],
-        "protected_attributes": [],
+        "protected_attributes": ["sex"],
         "business_values": ["revenue"],
         "monitor": dict(_MONITOR),
     }
@@ -148,6 +151,15 @@ DRIFTED_FEATURES: dict[str, list[str]] = {
     "delivery-eta": ["distance_km"],
 }
 """Features whose distribution changes at ``drift_at_ms`` (data drift); the others keep theirs."""
+
+
+def _segment(model_id: str, prediction_id: str, region: str) -> dict[str, str]:
+    """An event's segment: its region and, for models with the protected attribute, ``sex`` drawn from a hash of
+    the prediction id (no random draw, so the other data stay as they were; independent of the features, so a
+    group's inputs do not differ from the whole model's reference)."""
+    if not DEMO_MODELS[model_id]["protected_attributes"]:
+        return {"region": region}
+    return {"region": region, "sex": "fm"[zlib.crc32(prediction_id.encode()) & 1]}
 
 
 def demo_specs(models: Sequence[str] = ("credit-risk", "delivery-eta")) -> list[dict[str, Any]]:
@@ -421,7 +433,7 @@ class Scenario:
                 "timestamp": t,
                 "features": dict(zip(names, row, strict=True)),
                 "prediction": gen.prediction[j],
-                "segment": {"region": region[j]},
+                "segment": _segment(model_id, ids[i], region[j]),
                 "latency_ms": latency[j],
             }
             if gen.score is not None:

@@ -70,6 +70,11 @@ def test_demo_detects_the_injected_drifts_and_names_the_inputs(tmp_path: Path) -
     assert "drifted inputs:" in out
     # the challenger (no debt_ratio term) is worse than its champion before the concept drift, better after it
     assert "champion vs challenger" in out
+    # credit-risk declares the protected attribute sex (and so its challenger): fairness rows per window
+    assert "fairness" in out and "credit-risk sex:" in out
+    fair = _sql(env, "SELECT model_id, countIf(isFinite(value)) FROM driftwarden.window_metrics FINAL "
+                     "WHERE segment = '' AND metric = 'disparate_impact:sex' GROUP BY model_id ORDER BY model_id")
+    assert [row[0] for row in fair] == ["credit-risk", "credit-risk-next"] and all(int(row[1]) > 0 for row in fair)
     compared = _sql(env, "SELECT toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), verdict "
                          "FROM driftwarden.model_comparisons FINAL WHERE champion_id = 'credit-risk' "
                          "AND challenger_id = 'credit-risk-next'")
