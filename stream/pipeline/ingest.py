@@ -195,7 +195,8 @@ class Ingest:
         self.auto_register = auto_register
         self.joins: dict[int, JoinState] = {}
         self.next_offsets: dict[int, dict[str, int]] = {}  # partition -> topic -> next offset to apply
-        self.watermarks: dict[tuple[int, int], tuple[int, float]] = {}  # (partition, side) -> (max ts, seen at)
+        # (partition, side) -> wall clock when last read; how far in event time: the join's read_until
+        self.read_at: dict[tuple[int, int], float] = {}
         self.replayed = 0
         self.started_ms = time.time() * 1000
 
@@ -206,15 +207,14 @@ class Ingest:
         now = time.time() * 1000
         for side, ts in enumerate(join.read_until):
             if ts > 0:  # the join clock goes on where it was, as if that side had just been read
-                self.watermarks[(partition, side)] = (ts, now)
+                self.read_at[(partition, side)] = now
 
     def _regression(self, model_id: str) -> bool:
         model = self.registry.get(model_id)
         return model is not None and model.spec.task == "regression"
 
     def _advance(self, partition: int, side: int, max_ts: int) -> None:
-        previous = self.watermarks.get((partition, side), (0, 0.0))[0]
-        self.watermarks[(partition, side)] = (max(previous, max_ts), time.time() * 1000)
+        self.read_at[(partition, side)] = time.time() * 1000
         join = self.join_for(partition)
         join.read_until[side] = max(join.read_until[side], max_ts)
 
@@ -232,9 +232,11 @@ class Ingest:
         >>> ingest.join_clock(0, now_ms=time.time() * 1000)
         3000
         """
-        unseen = (0, self.started_ms)  # a side not read yet holds the clock back, until it stays silent too long
-        live = [ts for side in (PREDICTIONS, GROUND_TRUTH)
-                for ts, seen in [self.watermarks.get((partition, side), unseen)] if now_ms - seen <= self.max_delay_ms]
+        join = self.joins.get(partition)
+        read = join.read_until if join is not None else [0, 0]
+        # a side not read yet (0) holds the clock back, until it stays silent too long
+        live = [read[side] for side in (PREDICTIONS, GROUND_TRUTH)
+                if now_ms - self.read_at.get((partition, side), self.started_ms) <= self.max_delay_ms]
         return min(live) if live else int(now_ms)
 
     def expire(self, partition: int, now_ms: float) -> None:
@@ -249,7 +251,7 @@ class Ingest:
         self.joins.pop(partition, None)
         self.next_offsets.pop(partition, None)
         for side in (PREDICTIONS, GROUND_TRUTH):
-            self.watermarks.pop((partition, side), None)
+            self.read_at.pop((partition, side), None)
 
     def _share(self, join: JoinState) -> None:
         """Tell the join which models share requests (champions and challengers, from the registry)."""

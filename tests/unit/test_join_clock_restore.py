@@ -53,4 +53,4 @@ def test_a_fresh_or_forgotten_partition_holds_the_clock_at_zero() -> None:
     ingest.process([_prediction("new", T0)])
     assert ingest.join_clock(0, time.time() * 1000) == 0  # no label read yet: the clock waits for that side
     ingest.forget(0)
-    assert (0, PREDICTIONS) not in ingest.watermarks and (0, GROUND_TRUTH) not in ingest.watermarks
+    assert (0, PREDICTIONS) not in ingest.read_at and (0, GROUND_TRUTH) not in ingest.read_at
