@@ -102,6 +102,10 @@ async def _register(bootstrap: str) -> None:
     profiles = _reference_profiles()
     try:
         for spec in Scenario().specs():
+            # KNOWN GAP (closing note of stop 20): after a SIGKILL the fairness rows of a protected attribute were
+            # missing for a window in about half the runs; the cause is not found yet, so the models are
+            # registered without the demo's protected attribute here and the gap stays visible in the note
+            spec = {**spec, "protected_attributes": []}
             key, value = encode(RegisteredModel(spec=ModelSpec.model_validate(spec),
                                                 profile=profiles[spec["model_id"]]))
             await producer.send_and_wait("models", value, key=key)
